@@ -1,0 +1,122 @@
+"""``unlearnkit``: ls | run | report."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import UnlearnKitError
+
+LISTS = ("datasets", "models", "methods", "attacks", "scenarios")
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from .attacks import list_attacks
+    from .data import list_datasets, list_scenarios
+    from .methods import list_methods
+    from .models import list_models
+
+    listers = {"datasets": list_datasets, "models": list_models, "methods": list_methods,
+               "attacks": list_attacks, "scenarios": list_scenarios}
+    for kind in [args.kind] if args.kind else LISTS:
+        print(f"{kind}: {', '.join(listers[kind]())}")
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out = list(args.overrides)
+    if args.scenario is not None:
+        out.append(f"forget.scenario={args.scenario}")
+    if args.forget_class is not None:
+        out.append(f"forget.forget_class={args.forget_class}")
+    if args.forget_ids is not None:
+        out += ["forget.scenario=ids", f"forget.ids_file={args.forget_ids}"]
+    if args.methods is not None:
+        out.append(f"methods=[{args.methods}]")
+    if args.seeds is not None:
+        out.append(f"seeds=[{args.seeds}]")
+    if args.out is not None:
+        out.append(f"out_dir={args.out}")
+    if args.data_dir is not None:
+        out.append(f"data.data_dir={args.data_dir}")
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import load_config, run_experiment
+    from .experiments.recipe import default_out_dir
+    from .report import experiment_report
+
+    config = load_config(args.config, _overrides(args))
+    out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
+    records = run_experiment(config, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
+        return 0
+    print(experiment_report(records))
+    print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
+    return 1 if any(r.get("status") != "ok" for r in records) else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .experiments.records import RecordStore
+    from .report import experiment_report
+
+    records = list(RecordStore(args.out_dir))
+    if not records:
+        raise UnlearnKitError(f"no records in {Path(args.out_dir) / 'records.jsonl'}")
+    print(experiment_report(records))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("ls", help="list registered datasets, models, methods, attacks, scenarios")
+    ls.add_argument("kind", nargs="?", choices=LISTS)
+    ls.set_defaults(func=_cmd_ls)
+
+    run = sub.add_parser("run", help="unlearn with every method, audit, and print the table",
+                         description="Run an experiment. Extra arguments are key=value overrides, e.g. "
+                                     "train.epochs=5 params.ft.lr_share=0.2 data.train_subset=2000")
+    run.add_argument("overrides", nargs="*", metavar="key=value")
+    run.add_argument("--config", help="YAML experiment file (see configs/)")
+    run.add_argument("--scenario", help="forget scenario: random | class | ids")
+    run.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
+    run.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
+    run.add_argument("--methods", help="comma-separated methods (default: all registered)")
+    run.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    run.add_argument("--out", help="output folder (default runs/<dataset>-<model>-<scenario>)")
+    run.add_argument("--data-dir", help="folder holding the dataset files")
+    run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="print the tables of an output folder's records")
+    rep.add_argument("out_dir")
+    rep.set_defaults(func=_cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # key=value overrides may follow options
+    if args.command == "run":
+        args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
+        extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except UnlearnKitError as e:
+        print(f"unlearnkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearnkit: interrupted; records written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Forget scenarios: which training IDs a deletion request names, and the checks every request passes.
+
+Scenarios live in a registry; each takes the training samples and a :class:`ForgetRequest` and
+returns IDs. Every request, whatever its scenario, goes through :func:`validate_forget_ids` before
+any model is touched.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, ForgetRequestError
+from ..registry import Registry
+from .pool import Samples
+from .splits import stratified_subset
+
+ScenarioFn = Callable[[Samples, "ForgetRequest", torch.Generator], Tensor]
+SCENARIOS: Registry[ScenarioFn] = Registry("scenario")
+register_scenario = SCENARIOS.register
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForgetRequest:
+    """``scenario``: ``random`` (``fraction`` or ``count`` of the training set, stratified),
+    ``class`` (every training sample of ``forget_class``) or ``ids`` (the IDs in ``ids_file``)."""
+
+    scenario: str = "random"
+    fraction: float = 0.1
+    count: int | None = None
+    forget_class: int | None = None
+    ids_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise ConfigError(f"forget.fraction must lie in (0, 1), got {self.fraction}")
+        if self.count is not None and self.count < 1:
+            raise ConfigError(f"forget.count must be >= 1, got {self.count}")
+
+
+def validate_forget_ids(ids: Tensor, train: Samples, pool_size: int, *, named_class: int | None = None) -> Tensor:
+    """Check a deletion request against the training set; return the IDs as a sorted int64 tensor.
+
+    Refused: non-integer IDs, an empty request, IDs outside ``[0, pool_size)``, duplicates, IDs not
+    in the training set (e.g. validation samples), the whole training set, and a request that
+    removes every sample of a class other than ``named_class``.
+
+    Raises:
+        ForgetRequestError: naming the first offending IDs.
+    """
+    ids = torch.as_tensor(ids)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dim() != 1:
+        raise ForgetRequestError(f"forget ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
+    ids = ids.long()
+    if ids.numel() == 0:
+        raise ForgetRequestError("the forget request is empty")
+    bad = ids[(ids < 0) | (ids >= pool_size)]
+    if bad.numel():
+        raise ForgetRequestError(f"forget ids out of range: {bad[:5].tolist()} (the training file has ids 0..{pool_size - 1})")
+    uniq, counts = torch.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ForgetRequestError(f"duplicate forget ids: {uniq[counts > 1][:5].tolist()}")
+    outside = ids[~torch.isin(ids, train.ids)]
+    if outside.numel():
+        raise ForgetRequestError(f"{outside.numel()} forget ids are not in the training set "
+                                 f"(validation, held-out or already deleted): {outside[:5].tolist()}")
+    if ids.numel() == len(train):
+        raise ForgetRequestError("the forget request names the whole training set; nothing would remain")
+    labels = train.labels
+    remaining = labels[~torch.isin(train.ids, ids)]
+    emptied = sorted(set(torch.unique(labels).tolist()) - set(torch.unique(remaining).tolist()) - {named_class})
+    if emptied:
+        raise ForgetRequestError(f"the forget request removes every training sample of class(es) {emptied}; "
+                                 f"use the class scenario to forget a whole class")
+    return uniq
+
+
+def read_ids_file(path: str | Path) -> Tensor:
+    """Read IDs from ``.npy``, ``.json`` (a list) or text (integers separated by spaces, commas or
+    newlines; ``#`` starts a comment)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForgetRequestError(f"forget ids file not found: {path}")
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ForgetRequestError(f"{path}: ids must be integers, got {arr.dtype}")
+            return torch.from_numpy(arr.astype(np.int64).ravel())
+        text = path.read_text()
+        if path.suffix == ".json":
+            values = json.loads(text)
+            if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ForgetRequestError(f"{path}: expected a JSON list of integers")
+            return torch.tensor(values, dtype=torch.int64)
+    except (OSError, ValueError) as e:
+        raise ForgetRequestError(f"cannot read forget ids file {path}: {e}") from e
+    values = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        for token in line.split("#", 1)[0].replace(",", " ").split():
+            try:
+                values.append(int(token))
+            except ValueError:
+                raise ForgetRequestError(f"{path}:{lineno}: {token!r} is not an integer id") from None
+    return torch.tensor(values, dtype=torch.int64)
+
+
+@register_scenario("random")
+def random_scenario(train: Samples, request: ForgetRequest, generator: torch.Generator) -> Tensor:
+    """A uniformly random, class-stratified ``fraction`` (or ``count``) of the training set."""
+    if request.count is not None and request.count >= len(train):
+        raise ForgetRequestError(f"forget.count={request.count} is not below the training set size {len(train)}")
+    return stratified_subset(train.pool.y, train.ids, request.fraction, count=request.count, generator=generator)
+
+
+@register_scenario("class")
+def class_scenario(train: Samples, request: ForgetRequest, generator: torch.Generator) -> Tensor:
+    """Every training sample of ``forget_class``."""
+    present = torch.unique(train.labels).tolist()
+    if request.forget_class is None:
+        raise ForgetRequestError(f"the class scenario needs forget.forget_class (one of {present})")
+    if request.forget_class not in present:
+        raise ForgetRequestError(f"class {request.forget_class} does not exist in the training set (classes: {present})")
+    return train.ids[train.labels == request.forget_class]
+
+
+@register_scenario("ids")
+def ids_scenario(train: Samples, request: ForgetRequest, generator: torch.Generator) -> Tensor:
+    """The IDs listed in ``ids_file``."""
+    if request.ids_file is None:
+        raise ForgetRequestError("the ids scenario needs forget.ids_file")
+    return read_ids_file(request.ids_file)
+
+
+def select_forget_ids(train: Samples, request: ForgetRequest, *, generator: torch.Generator) -> Tensor:
+    """Run the request's scenario and validate what it names."""
+    ids = SCENARIOS.get(request.scenario)(train, request, generator)
+    named = request.forget_class if request.scenario == "class" else None
+    return validate_forget_ids(ids, train, len(train.pool), named_class=named)
+
+
+def list_scenarios(pattern: str = "*") -> list[str]:
+    return SCENARIOS.names(pattern)

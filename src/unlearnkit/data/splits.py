@@ -1,0 +1,109 @@
+"""Train/validation carving and the ForgetSplit every unlearning method receives."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..training.config import TrainConfig
+from .dataset import Dataset
+from .pool import Samples
+
+
+def stratified_subset(labels: Tensor, ids: Tensor, fraction: float | None = None, *, count: int | None = None,
+                      generator: torch.Generator) -> Tensor:
+    """Pick ``fraction`` (or ``count``) of ``ids``, the same share from every class; sorted IDs out.
+
+    Per class the number taken is rounded from its share; leftovers from rounding go to the
+    classes with the largest remainders so the total is exact.
+    """
+    y = labels[ids]
+    classes = torch.unique(y)
+    sizes = torch.stack([(y == c).sum() for c in classes]).double()
+    total = round(fraction * len(ids)) if count is None else count
+    if not 0 <= total <= len(ids):
+        raise ConfigError(f"cannot take {total} of {len(ids)} samples")
+    exact = sizes * total / max(1, len(ids))
+    take = exact.floor().long()
+    short = total - int(take.sum())
+    if short > 0:
+        take[torch.argsort(exact - take, descending=True)[:short]] += 1
+    chosen = []
+    for c, k in zip(classes, take.tolist()):
+        members = ids[y == c]
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+@dataclass(frozen=True, eq=False)
+class BaseSplit:
+    """The training file divided into training IDs and a held-out validation set D_v."""
+
+    dataset: Dataset
+    train: Samples
+    val: Samples
+
+
+def base_split(dataset: Dataset, *, val_fraction: float = 0.1, train_subset: int | None = None,
+               test_subset: int | None = None, seed: int = 0) -> tuple[BaseSplit, Samples]:
+    """Carve a seeded, stratified validation set from the training file; return it and the test set.
+
+    ``train_subset`` / ``test_subset`` keep a stratified subset of that many samples first (for
+    tests and quick runs); sample IDs remain row numbers of the files either way.
+    """
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
+    g = torch.Generator().manual_seed(seed)
+    universe = torch.arange(len(dataset.train))
+    if train_subset is not None:
+        if not 0 < train_subset <= len(universe):
+            raise ConfigError(f"data.train_subset must lie in [1, {len(universe)}], got {train_subset}")
+        universe = stratified_subset(dataset.train.y, universe, count=train_subset, generator=g)
+    test_ids = torch.arange(len(dataset.test))
+    if test_subset is not None:
+        if not 0 < test_subset <= len(test_ids):
+            raise ConfigError(f"data.test_subset must lie in [1, {len(test_ids)}], got {test_subset}")
+        test_ids = stratified_subset(dataset.test.y, test_ids, count=test_subset, generator=g)
+    val_ids = stratified_subset(dataset.train.y, universe, val_fraction, generator=g)
+    train_ids = universe[~torch.isin(universe, val_ids)]
+    split = BaseSplit(dataset, Samples(dataset.train, train_ids), Samples(dataset.train, val_ids))
+    return split, Samples(dataset.test, test_ids)
+
+
+@dataclass(frozen=True, eq=False)
+class ForgetSplit:
+    """What an unlearning method receives: D_r, D_f, D_v, D_test and the original training budget.
+
+    ``retain`` ∪ ``forget`` is exactly the set the original model was trained on. ``forget_class``
+    is set for class-wise forgetting. ``budget`` is the original model's TrainConfig, from which
+    methods scale their epochs and learning rates.
+    """
+
+    retain: Samples
+    forget: Samples
+    val: Samples
+    test: Samples
+    num_classes: int
+    budget: TrainConfig
+    forget_class: int | None = None
+
+    @property
+    def train(self) -> Samples:
+        return self.retain.union(self.forget)
+
+
+def forget_split(base: BaseSplit, test: Samples, forget_ids: Tensor, budget: TrainConfig,
+                 forget_class: int | None = None) -> ForgetSplit:
+    """Divide ``base.train`` into D_f = ``forget_ids`` and D_r = the rest (IDs already validated)."""
+    keep = ~torch.isin(base.train.ids, forget_ids)
+    return ForgetSplit(
+        retain=base.train.take(keep),
+        forget=Samples(base.dataset.train, torch.sort(forget_ids).values),
+        val=base.val,
+        test=test,
+        num_classes=base.dataset.num_classes,
+        budget=budget,
+        forget_class=forget_class,
+    )

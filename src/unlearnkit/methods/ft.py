@@ -1,0 +1,39 @@
+"""FT: fine-tuning on the retain set (Warnecke et al. 2021; Golatkar et al. 2020)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.splits import ForgetSplit
+from ..training.loop import scaled, train
+from .base import check, fresh_copy, positive, register_method, seeded
+
+
+@register_method("ft")
+@dataclass(frozen=True, kw_only=True)
+class FineTune:
+    """Fine-tune on D_r only, relying on catastrophic forgetting of D_f.
+
+    Jia et al. fine-tune 10 epochs at lr 0.01 after a 182-epoch lr-0.1 original, with a constant
+    rate. Scaled here: ``epoch_share`` of the original epochs (default 0.2, i.e. 2 of 10 on W1 —
+    the fraction the reference codebase used on Fashion-MNIST) at ``lr_share`` × the original lr
+    (default 0.1), constant schedule.
+    """
+
+    epoch_share: float = 0.2
+    lr_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(positive(self.epoch_share), f"ft.epoch_share must be > 0, got {self.epoch_share}")
+        check(positive(self.lr_share), f"ft.lr_share must be > 0, got {self.lr_share}")
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        new = fresh_copy(model)
+        b = split.budget
+        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
+                        warmup_epochs=0.0)
+        with seeded(generator):
+            train(new, split.retain, config, generator=generator, desc="ft")
+        return new

@@ -1,0 +1,49 @@
+"""NegGrad+: descent on D_r combined with ascent on D_f (Kurmanji et al. 2023, "SCRUB" paper)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.splits import ForgetSplit
+from ..training.loop import scaled, train
+from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+
+
+@register_method("neggrad+")
+@dataclass(frozen=True, kw_only=True)
+class NegGradPlus:
+    """Minimise ``retain_weight · CE(D_r batch) − (1 − retain_weight) · CE(D_f batch)``.
+
+    Every D_r batch is paired with the next D_f batch (D_f cycled, reshuffled every pass), as in
+    Kurmanji et al.'s NegGrad+. ``retain_weight`` (default 0.95) balances the two; the run takes
+    ``epoch_share`` of the original epochs over D_r (default 0.2) at ``lr_share`` × the original
+    lr (default 0.1), constant — the budget of FT plus the forget batches.
+    """
+
+    retain_weight: float = 0.95
+    epoch_share: float = 0.2
+    lr_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")
+        check(positive(self.epoch_share), f"neggrad+.epoch_share must be > 0, got {self.epoch_share}")
+        check(positive(self.lr_share), f"neggrad+.lr_share must be > 0, got {self.lr_share}")
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        new = fresh_copy(model)
+        b = split.budget
+        forget_batches = cycle_batches(split.forget, b.batch_size, generator, model_device(new))
+        w = self.retain_weight
+
+        def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+            xf, yf = next(forget_batches)
+            return w * F.cross_entropy(m(x), y) - (1 - w) * F.cross_entropy(m(xf), yf)
+
+        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
+                        warmup_epochs=0.0)
+        with seeded(generator):
+            train(new, split.retain, config, generator=generator, loss_fn=loss_fn, desc="neggrad+")
+        return new

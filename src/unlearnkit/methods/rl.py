@@ -1,0 +1,47 @@
+"""RL: random labels on the forget set, trained together with the retain set (Golatkar et al. 2020;
+the "RL" baseline of Jia et al. 2023 and Fan et al. 2024)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..data.splits import ForgetSplit
+from ..training.loop import scaled, train
+from .base import check, fresh_copy, positive, register_method, seeded
+
+
+def random_other_labels(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
+    """A uniformly random label different from each true label."""
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels + shift) % num_classes
+
+
+@register_method("rl")
+@dataclass(frozen=True, kw_only=True)
+class RandomLabels:
+    """Relabel every sample of D_f with a random wrong class, then fine-tune on D_r ∪ relabelled D_f.
+
+    ``epoch_share`` of the original epochs (default 0.2) over D_r ∪ D_f, at ``lr_share`` × the
+    original lr (default 0.1), constant; the same budget as FT so the two are comparable.
+    """
+
+    epoch_share: float = 0.2
+    lr_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(positive(self.epoch_share), f"rl.epoch_share must be > 0, got {self.epoch_share}")
+        check(positive(self.lr_share), f"rl.lr_share must be > 0, got {self.lr_share}")
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        if split.num_classes < 2:
+            raise ValueError("random-label unlearning needs at least two classes")
+        new = fresh_copy(model)
+        wrong = split.forget.relabel(random_other_labels(split.forget.labels, split.num_classes, generator))
+        b = split.budget
+        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
+                        warmup_epochs=0.0)
+        with seeded(generator):
+            train(new, split.retain.union(wrong), config, generator=generator, desc="rl")
+        return new

@@ -1,0 +1,71 @@
+"""The audit of an unlearned model: UA, RA, TA, MIA-Efficacy and Song & Mittal's metric attacks.
+
+Each of D_r, D_f, D_test and D_v goes through the model once; every figure is derived from those
+outputs. Definitions follow ``papers/FACTS.md`` §3–5:
+UA = 100 − acc(D_f); RA = acc(D_r); TA = acc(D_test); VA = acc(D_v);
+MIA-Efficacy = SVC confidence attack (shadow: first |D_test| of D_r vs D_test), share of D_f
+called non-member; metric attacks: shadow = (|D_test|/2 samples of D_r, half of D_test), target =
+(D_f, the other half of D_test), reported as balanced accuracy and AUC in percent.
+"""
+from __future__ import annotations
+
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import Tensor, nn
+
+from ..attacks.base import outputs
+from ..attacks.metric_attacks import STATISTICS, ThresholdAttack
+from ..attacks.svc_mia import mia_efficacy
+from ..data.splits import ForgetSplit
+from ..training.evaluate import accuracy
+
+HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA")
+Outputs = tuple[Tensor, Tensor]
+
+
+def _take(out: Outputs, idx: Tensor) -> Outputs:
+    return out[0][idx], out[1][idx]
+
+
+def metric_attack_scores(retain: Outputs, test: Outputs, forget: Outputs, *, seed: int = 0) -> dict[str, float]:
+    """Balanced accuracy and AUC (percent) of the four metric attacks on (D_f vs half of D_test)."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(test[1]), generator=g)
+    half = len(perm) // 2
+    shadow_out, target_out = _take(test, perm[:half]), _take(test, perm[half:])
+    shadow_in = _take(retain, torch.randperm(len(retain[1]), generator=g)[:half])
+    result: dict[str, float] = {}
+    for name in STATISTICS:
+        attack = ThresholdAttack(statistic=name).fit_outputs(shadow_in, shadow_out)
+        tpr = attack.predict_outputs(forget).double().mean().item()
+        tnr = (~attack.predict_outputs(target_out)).double().mean().item()
+        scores = torch.cat([attack.score_outputs(forget), attack.score_outputs(target_out)]).numpy()
+        truth = torch.cat([torch.ones(len(forget[1])), torch.zeros(len(target_out[1]))]).numpy()
+        result[f"attack.{name}.bacc"] = 100.0 * (tpr + tnr) / 2
+        result[f"attack.{name}.auc"] = 100.0 * float(roc_auc_score(truth, scores))
+    return result
+
+
+def audit(model: nn.Module, split: ForgetSplit, *, attacks: bool = True) -> dict[str, float]:
+    """Every figure of the paper tables for ``model`` on ``split``, as a flat dict (percent).
+
+    Keys: ``UA``, ``MIA-Efficacy``, ``RA``, ``TA``, ``VA`` and, with ``attacks``,
+    ``attack.<statistic>.bacc`` / ``.auc`` for correctness, confidence, entropy, m_entropy.
+    """
+    retain, forget, test, val = (outputs(model, s) for s in (split.retain, split.forget, split.test, split.val))
+    acc = lambda out: accuracy(out[0], out[1])  # noqa: E731  (probabilities rank like logits)
+    result = {
+        "UA": 100.0 - acc(forget),
+        "MIA-Efficacy": mia_efficacy(retain, test, forget),
+        "RA": acc(retain),
+        "TA": acc(test),
+        "VA": acc(val),
+    }
+    if attacks:
+        result.update(metric_attack_scores(retain, test, forget))
+    return result
+
+
+def avg_disparity(metrics: dict[str, float], reference: dict[str, float]) -> float:
+    """Mean of |x − x_retrain| over UA, MIA-Efficacy, RA and TA (Jia et al.; DAU)."""
+    return sum(abs(metrics[k] - reference[k]) for k in HEADLINE) / len(HEADLINE)

@@ -1,0 +1,49 @@
+"""A small name → object registry shared by datasets, models, methods and attacks."""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import RegistryError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to builders. Duplicate registrations and unknown look-ups raise RegistryError.
+
+    >>> r = Registry("toy")
+    >>> @r.register("a")
+    ... def make_a(): return 1
+    >>> r.get("a")()
+    1
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items:
+                raise RegistryError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            valid = ", ".join(sorted(self._items)) or "(none)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

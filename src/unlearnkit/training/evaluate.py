@@ -1,0 +1,38 @@
+"""Forward passes over a sample set: logits, probabilities, features, accuracy."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..data.pool import Samples
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, samples: Samples, *, batch_size: int = 1024) -> Tensor:
+    """Logits ``[n, C]`` (on CPU) of ``model`` in eval mode; the model's mode is restored after."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    out = [model(x).float().cpu() for x, _ in samples.batches(batch_size, device=device)]
+    model.train(was_training)
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def predict_features(model: nn.Module, samples: Samples, *, batch_size: int = 1024) -> Tensor:
+    """Penultimate features ``[n, d]`` from ``model.forward_features`` in eval mode."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    out = [model.forward_features(x).float().cpu() for x, _ in samples.batches(batch_size, device=device)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in percent (NaN for an empty set)."""
+    if labels.numel() == 0:
+        return float("nan")
+    return 100.0 * (logits.argmax(dim=1) == labels).float().mean().item()

@@ -1,0 +1,114 @@
+"""``train()``: one SGD loop for the original model, the retrain oracle, fine-tuning and healing."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.pool import Augment, Samples
+from ..errors import TrainingError
+from ..progress import progress_bar
+from .config import TrainConfig
+
+LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    steps: int
+    samples: int
+    seconds: float
+    final_loss: float
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else float("inf")
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def lr_factor(config: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    """Multiplier of ``config.lr`` at ``step`` (0-based) of ``total`` steps."""
+    warm = int(round(config.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if config.schedule == "step":
+        return 0.01 if t >= 0.75 else 0.1 if t >= 0.5 else 1.0
+    return 1.0
+
+
+def check_finite(loss: Tensor, where: str, config: TrainConfig | None = None) -> None:
+    if not torch.isfinite(loss):
+        advice = f"; lower the learning rate (now {config.lr})" if config is not None else ""
+        raise TrainingError(f"non-finite loss ({loss.item()}) in {where}{advice}")
+
+
+def train(
+    model: nn.Module,
+    samples: Samples,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    loss_fn: LossFn = cross_entropy_loss,
+    desc: str = "train",
+    after_step: Callable[[nn.Module], None] | None = None,
+) -> TrainStats:
+    """Train ``model`` in place on ``samples`` with SGD under ``config``; return the statistics.
+
+    Batches are drawn by shuffling an index tensor with ``generator``, so the same generator state
+    gives the same weights on CPU. ``after_step`` runs after every optimiser step (e.g. to re-apply
+    a pruning mask). The model is left in eval mode.
+
+    Raises:
+        TrainingError: the loss became NaN or infinite (the model is then left half-trained; callers
+            that must not lose the input train a copy).
+    """
+    if len(samples) == 0:
+        raise TrainingError(f"{desc}: no samples to train on")
+    device = next(model.parameters()).device
+    steps_per_epoch = math.ceil(len(samples) / config.batch_size)
+    total = max(1, math.ceil(config.epochs * steps_per_epoch))
+    optimizer = make_optimizer(model.parameters(), config)
+    augment = Augment() if config.augment else None
+    model.train()
+    step, seen, loss = 0, 0, torch.tensor(float("nan"))
+    start = time.perf_counter()
+    with progress_bar(total, desc) as bar:
+        while step < total:
+            for x, y in samples.batches(config.batch_size, shuffle=True, generator=generator,
+                                        augment=augment, device=device):
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * lr_factor(config, step, total, steps_per_epoch)
+                loss = loss_fn(model, x, y)
+                check_finite(loss, f"{desc} at step {step + 1}/{total}", config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if after_step is not None:
+                    after_step(model)
+                step += 1
+                seen += y.shape[0]
+                bar.update(1)
+                if step == total:
+                    break
+    model.eval()
+    return TrainStats(steps=step, samples=seen, seconds=time.perf_counter() - start, final_loss=float(loss.detach()))
+
+
+def scaled(config: TrainConfig, **changes) -> TrainConfig:
+    """A copy of ``config`` with some fields changed (e.g. a method's epochs and learning rate)."""
+    return replace(config, **changes)

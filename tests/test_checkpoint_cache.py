@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearnkit.errors import CheckpointError
+from unlearnkit.experiments.cache import ModelCache
+from unlearnkit.training import load_checkpoint, save_checkpoint
+
+from .conftest import make_toy_model
+
+
+def test_round_trip_carries_config(tmp_path, toy_dataset):
+    m = make_toy_model(toy_dataset)
+    save_checkpoint(tmp_path / "m.pt", m, {"config": {"epochs": 3}})
+    state, meta = load_checkpoint(tmp_path / "m.pt")
+    assert meta == {"config": {"epochs": 3}}
+    assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_corruption_is_detected(tmp_path, toy_dataset):
+    m = make_toy_model(toy_dataset)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, m, {})
+    raw = bytearray(path.read_bytes())
+    # flip one byte inside the weights (far from the zip directory at the end)
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    path.write_bytes(bytes(raw[: len(raw) // 3]))
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_cache_reuses_and_rebuilds_corrupted(tmp_path, toy_dataset, caplog):
+    cache = ModelCache(tmp_path)
+    builds = []
+
+    def build():
+        builds.append(1)
+        return make_toy_model(toy_dataset, seed=len(builds)), {"seconds": 1.0}
+
+    key = {"kind": "original", "seed": 0}
+    a, meta, cached = cache.get_or_build(key, make_toy_model(toy_dataset, seed=99), build)
+    assert not cached and meta["seconds"] == 1.0
+    b, _, cached = cache.get_or_build(key, make_toy_model(toy_dataset, seed=99), build)
+    assert cached and len(builds) == 1
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    path = cache.path(key)
+    path.write_bytes(path.read_bytes()[:100])
+    _, _, cached = cache.get_or_build(key, make_toy_model(toy_dataset, seed=99), build)
+    assert not cached and len(builds) == 2
+    assert "rebuilding" in caplog.text

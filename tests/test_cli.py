@@ -1,0 +1,101 @@
+"""End-to-end: the real CLI on tiny data (synthetic, and a Fashion-MNIST subset)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.cli import main
+
+TINY = ["data.name=synthetic", "data.options.n_train=600", "data.options.n_test=200", "data.options.size=8",
+        "data.options.noise=90", "model.options.channels=[4,8]", "model.options.hidden=16", "train.epochs=2",
+        "train.batch_size=32"]
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def test_run_prints_table_writes_records_and_skips_on_rerun(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for needle in ("| Method | UA | MIA-Efficacy | RA | TA | Avg. Disparity", "Retrain, 2nd seed (noise floor)",
+                   "| FT |", "| GA |", "± "):
+        assert needle in printed
+    recs = records(out)
+    assert sorted({r["row"] for r in recs}) == ["ft", "ga", "original", "retrain", "retrain (2nd seed)"]
+    assert len(recs) == 10
+    r = next(r for r in recs if r["row"] == "ft")
+    assert {"config", "seed", "code_version", "seconds", "metrics", "avg_disparity", "time_vs_retrain"} <= set(r)
+    assert r["config"]["train"]["epochs"] == 2 and r["n_forget"] > 0
+    assert (out / "table.md").read_text().startswith("### synthetic")
+    # rerun: everything is recorded, nothing runs again, the original comes from the cache
+    assert main(["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga", "--out", str(out)]) == 0
+    assert len(records(out)) == 10
+    # a new method adds only its own rows; the retrain oracle is not retrained
+    assert main(["run", *TINY, "--seeds", "0", "--methods", "rl", "--out", str(out)]) == 0
+    new = records(out)[10:]
+    assert [r["row"] for r in new] == ["rl"]
+    assert main(["report", str(out)]) == 0
+    assert "| RL |" in capsys.readouterr().out
+
+
+def test_class_scenario_and_dry_run(tmp_path, capsys):
+    out = tmp_path / "cls"
+    assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft",
+                 "--out", str(out), "--dry-run"]) == 0
+    assert not (out / "records.jsonl").exists()
+    assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft",
+                 "noise_floor=false", "--out", str(out)]) == 0
+    recs = records(out)
+    retrain = next(r for r in recs if r["row"] == "retrain")
+    assert retrain["metrics"]["UA"] == 100.0  # a model never trained on class 2 cannot predict it
+    assert "class 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "nope"], "unknown method 'nope'"),
+    (["--scenario", "class", "--forget-class", "9"], "class 9 does not exist"),
+    (["train.epochs=-1"], "train.epochs must be > 0"),
+    (["data.name=nope"], "unknown dataset 'nope'"),
+])
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, args, message):
+    out = tmp_path / "bad"
+    assert main(["run", *TINY, "--seeds", "0", "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "records.jsonl").exists()
+
+
+def test_bad_ids_file_touches_nothing(tmp_path, capsys):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1\n1\n")
+    out = tmp_path / "ids"
+    assert main(["run", *TINY, "--seeds", "0", "--forget-ids", str(ids), "--out", str(out)]) == 2
+    assert "duplicate forget ids: [1]" in capsys.readouterr().err
+    assert not (out / "records.jsonl").exists()
+
+
+def test_ls_lists_registries(capsys):
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("datasets:", "models:", "methods:", "attacks:", "scenarios:"):
+        assert kind in out
+    assert "fashion-mnist" in out and "neggrad+" in out
+
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.skipif(not FMNIST.exists() and not os.environ.get("CI_REQUIRE_DATA"),
+                    reason="Fashion-MNIST not installed (./setup.sh installs it)")
+def test_run_on_a_fashion_mnist_subset(tmp_path, capsys):
+    out = tmp_path / "fm"
+    assert main(["run", "data.train_subset=1500", "data.test_subset=500", "train.epochs=1", "--seeds", "0",
+                 "--methods", "ft", "noise_floor=false", "--out", str(out)]) == 0
+    recs = records(out)
+    assert recs[0]["config"]["data"]["name"] == "fashion-mnist"
+    retrain = next(r for r in recs if r["row"] == "retrain")
+    assert retrain["metrics"]["TA"] > 50  # one epoch on 1.2k images already beats chance by far
