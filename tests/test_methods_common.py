@@ -101,3 +101,18 @@ def test_forget_accuracy_drops_on_toy_task(name, toy_original, toy_class_split):
     assert before > 80, "the toy original should know the class before unlearning"
     assert after < before - 30, f"{name}: forget accuracy {before:.1f} → {after:.1f}"
     assert math.isfinite(test_acc)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_pruned_weights_stay_exactly_zero(name, toy_original, toy_random_split):
+    from unlearnkit.methods.base import fresh_copy
+    from unlearnkit.sparsity import attach_masks, global_magnitude_masks, masks_of
+
+    sparse = fresh_copy(toy_original)
+    attach_masks(sparse, global_magnitude_masks(sparse, 0.5))
+    out = toy_method(name).unlearn(sparse, toy_random_split, generator=torch.Generator().manual_seed(0))
+    masks = masks_of(out)
+    assert masks, f"{name} dropped the pruning masks"
+    params = dict(out.named_parameters())
+    for pname, mask in masks.items():
+        assert torch.all(params[pname][mask == 0] == 0), f"{name} revived pruned weights of {pname}"

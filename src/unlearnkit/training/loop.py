@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..data.pool import Augment, Samples
 from ..errors import TrainingError
 from ..progress import progress_bar
+from ..sparsity.masks import apply_masks, mask_gradients
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -70,8 +71,9 @@ def train(
     """Train ``model`` in place on ``samples`` with SGD under ``config``; return the statistics.
 
     Batches are drawn by shuffling an index tensor with ``generator``, so the same generator state
-    gives the same weights on CPU. ``after_step`` runs after every optimiser step (e.g. to re-apply
-    a pruning mask). The model is left in eval mode.
+    gives the same weights on CPU. Pruning masks carried by the model (sparsity/masks.py) hold:
+    pruned weights and their gradients are zeroed at every step. ``after_step`` runs after every
+    optimiser step. The model is left in eval mode.
 
     Raises:
         TrainingError: the loss became NaN or infinite (the model is then left half-trained; callers
@@ -84,6 +86,7 @@ def train(
     total = max(1, math.ceil(config.epochs * steps_per_epoch))
     optimizer = make_optimizer(model.parameters(), config)
     augment = Augment() if config.augment else None
+    apply_masks(model)
     model.train()
     step, seen, loss = 0, 0, torch.tensor(float("nan"))
     start = time.perf_counter()
@@ -97,7 +100,9 @@ def train(
                 check_finite(loss, f"{desc} at step {step + 1}/{total}", config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                mask_gradients(model)
                 optimizer.step()
+                apply_masks(model)
                 if after_step is not None:
                     after_step(model)
                 step += 1

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from unlearnkit.sparsity import apply_masks, attach_masks, global_magnitude_masks, masks_of, prunable, sparsity_of
+from unlearnkit.training import TrainConfig, load_checkpoint, save_checkpoint, train
+
+from .conftest import make_toy_model
+
+
+def test_global_magnitude_pruning_is_exact_and_global(toy_dataset):
+    m = make_toy_model(toy_dataset)
+    masks = global_magnitude_masks(m, 0.9)
+    total = sum(w.numel() for w in prunable(m).values())
+    assert sum(int((k == 0).sum()) for k in masks.values()) == round(0.9 * total)
+    kept = torch.cat([w[masks[n] == 1].abs() for n, w in prunable(m).items()])
+    pruned = torch.cat([w[masks[n] == 0].abs() for n, w in prunable(m).items()])
+    assert kept.min() >= pruned.max()
+    with pytest.raises(ValueError):
+        global_magnitude_masks(m, 1.0)
+
+
+def test_masks_travel_with_copies_and_checkpoints(tmp_path, toy_dataset):
+    m = attach_masks(make_toy_model(toy_dataset), global_magnitude_masks(make_toy_model(toy_dataset), 0.8))
+    assert sparsity_of(m) == pytest.approx(0.8, abs=1e-3)
+    assert masks_of(copy.deepcopy(m)).keys() == masks_of(m).keys()
+    save_checkpoint(tmp_path / "s.pt", m, {})
+    state, _ = load_checkpoint(tmp_path / "s.pt")
+    assert any(k.endswith("weight_mask") for k in state)
+
+
+def test_training_never_revives_pruned_weights(toy_dataset, toy_base):
+    base, _ = toy_base
+    m = make_toy_model(toy_dataset)
+    attach_masks(m, global_magnitude_masks(m, 0.7))
+    train(m, base.train, TrainConfig(epochs=1, weight_decay=5e-3, momentum=0.9, batch_size=64),
+          generator=torch.Generator())
+    params = dict(m.named_parameters())
+    for name, mask in masks_of(m).items():
+        assert torch.all(params[name][mask == 0] == 0)
+    # a dense model is untouched by apply_masks
+    dense = make_toy_model(toy_dataset)
+    before = [p.clone() for p in dense.parameters()]
+    apply_masks(dense)
+    assert all(torch.equal(a, b) for a, b in zip(before, dense.parameters()))
