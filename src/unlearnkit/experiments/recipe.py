@@ -59,9 +59,16 @@ def dataset_fingerprint(ds: Dataset) -> str:
 
 
 def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
-    """What determines the results, apart from seed and method: the record key's base."""
+    """What determines the results, apart from seed and method: the record key's base.
+
+    Top-level options left at their defaults are omitted, so adding a new option (with a default
+    that reproduces the old behaviour) keeps existing records and cached models valid.
+    """
     d = to_dict(config)
     for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor"):
+        d.pop(k)
+    defaults = to_dict(RunConfig())
+    for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
         d.pop(k)
     d["data"].pop("data_dir")
     d["data_fingerprint"] = fingerprint
