@@ -32,6 +32,10 @@ def test_run_prints_table_writes_records_and_skips_on_rerun(tmp_path, capsys):
     assert {"config", "seed", "code_version", "seconds", "metrics", "avg_disparity", "time_vs_retrain"} <= set(r)
     assert r["config"]["train"]["epochs"] == 2 and r["n_forget"] > 0
     assert (out / "table.md").read_text().startswith("### synthetic")
+    import numpy as np
+    with np.load(out / "samples" / f"{r['key']}.npz") as per_sample:
+        assert len(per_sample["forget_ids"]) == r["n_forget"] == len(per_sample["forget_confidence"])
+        assert 100 - 100 * per_sample["forget_correct"].mean() == pytest.approx(r["metrics"]["UA"])
     # rerun: everything is recorded, nothing runs again, the original comes from the cache
     assert main(["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga", "--out", str(out)]) == 0
     assert len(records(out)) == 10

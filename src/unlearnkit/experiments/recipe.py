@@ -23,7 +23,9 @@ from ..data.scenarios import select_forget_ids
 from ..data.splits import ForgetSplit, base_split, forget_split
 from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
-from ..metrics.audit import audit, avg_disparity
+import numpy as np
+
+from ..metrics.audit import audit_with_outputs, avg_disparity, per_sample_values
 from ..models.base import create_model
 from ..training.loop import train
 from ..version import code_version
@@ -159,12 +161,19 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
             model, meta = build()
             return model, meta["seconds"], False
 
+        def measure(model: nn.Module, record_key: str) -> dict[str, float]:
+            """Audit ``model``; keep its per-sample values in samples/<record key>.npz."""
+            metrics, outs = audit_with_outputs(model, split, attacks=config.attacks)
+            save_samples(out_dir / "samples" / f"{record_key}.npz", per_sample_values(outs, split))
+            return metrics
+
         reference_row = rows[1]
         reference_record = store.get(key(seed, reference_row))
         if reference_record is None:
             ref_model, ref_seconds, ref_cached = unlearn(reference_row)
-            reference_record = _record(key(seed, reference_row), reference_row, context, audit(ref_model, split, attacks=config.attacks),
-                                       ref_seconds, ref_cached, None, ref_seconds)
+            reference_record = _record(key(seed, reference_row), reference_row, context,
+                                       measure(ref_model, key(seed, reference_row)), ref_seconds, ref_cached, None,
+                                       ref_seconds)
             store.append(reference_record)
         reference = reference_record["metrics"]
         ref_seconds = reference_record["seconds"]
@@ -180,8 +189,7 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
                 else:
                     model, seconds, was_cached = unlearn(row)
                 check_finite_model(model, row.label)
-                rec = _record(k, row, context, audit(model, split, attacks=config.attacks), seconds, was_cached,
-                              reference, ref_seconds)
+                rec = _record(k, row, context, measure(model, k), seconds, was_cached, reference, ref_seconds)
             except TrainingError as e:
                 log.error("seed %d: %s failed: %s", seed, row.label, e)
                 rec = {**_record(k, row, context, {}, float("nan"), False, None, ref_seconds), "status": "failed",
@@ -201,6 +209,14 @@ def _record(key: str, row: Row, context: dict[str, Any], metrics: dict[str, floa
         "time_vs_retrain": seconds / ref_seconds if ref_seconds else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def save_samples(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write per-sample arrays atomically (a record's companion file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
 
 
 def _dataset_kwargs(config: RunConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ called non-member; metric attacks: shadow = (|D_test|/2 samples of D_r, half of 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
@@ -52,17 +53,35 @@ def audit(model: nn.Module, split: ForgetSplit, *, attacks: bool = True) -> dict
     Keys: ``UA``, ``MIA-Efficacy``, ``RA``, ``TA``, ``VA`` and, with ``attacks``,
     ``attack.<statistic>.bacc`` / ``.auc`` for correctness, confidence, entropy, m_entropy.
     """
-    retain, forget, test, val = (outputs(model, s) for s in (split.retain, split.forget, split.test, split.val))
-    acc = lambda out: accuracy(out[0], out[1])  # noqa: E731  (probabilities rank like logits)
+    return audit_with_outputs(model, split, attacks=attacks)[0]
+
+
+def audit_with_outputs(model: nn.Module, split: ForgetSplit, *, attacks: bool = True
+                       ) -> tuple[dict[str, float], dict[str, Outputs]]:
+    """:func:`audit`, plus the ``(probabilities, labels)`` of retain / forget / test / val it used."""
+    outs = {name: outputs(model, s) for name, s in
+            (("retain", split.retain), ("forget", split.forget), ("test", split.test), ("val", split.val))}
+    acc = lambda name: accuracy(*outs[name])  # noqa: E731  (probabilities rank like logits)
     result = {
-        "UA": 100.0 - acc(forget),
-        "MIA-Efficacy": mia_efficacy(retain, test, forget),
-        "RA": acc(retain),
-        "TA": acc(test),
-        "VA": acc(val),
+        "UA": 100.0 - acc("forget"),
+        "MIA-Efficacy": mia_efficacy(outs["retain"], outs["test"], outs["forget"]),
+        "RA": acc("retain"),
+        "TA": acc("test"),
+        "VA": acc("val"),
     }
     if attacks:
-        result.update(metric_attack_scores(retain, test, forget))
+        result.update(metric_attack_scores(outs["retain"], outs["test"], outs["forget"]))
+    return result, outs
+
+
+def per_sample_values(outs: dict[str, Outputs], split: ForgetSplit) -> dict[str, "np.ndarray"]:
+    """What a record keeps per sample: IDs, true-class confidence and correctness on D_f and D_test."""
+    result = {}
+    for name, samples in (("forget", split.forget), ("test", split.test)):
+        probs, labels = outs[name]
+        result[f"{name}_ids"] = samples.ids.numpy()
+        result[f"{name}_confidence"] = probs.gather(1, labels[:, None]).squeeze(1).float().numpy()
+        result[f"{name}_correct"] = (probs.argmax(1) == labels).numpy()
     return result
 
 
