@@ -47,7 +47,8 @@ def test_run_prints_table_writes_records_and_skips_on_rerun(tmp_path, capsys):
     assert "| RL |" in capsys.readouterr().out
 
 
-def test_class_scenario_and_dry_run(tmp_path, capsys):
+def test_class_scenario_and_dry_run(tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="unlearnkit")
     out = tmp_path / "cls"
     assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft",
                  "--out", str(out), "--dry-run"]) == 0
@@ -58,6 +59,9 @@ def test_class_scenario_and_dry_run(tmp_path, capsys):
     retrain = next(r for r in recs if r["row"] == "retrain")
     assert retrain["metrics"]["UA"] == 100.0  # a model never trained on class 2 cannot predict it
     assert "class 2" in capsys.readouterr().out
+    # the original model does not depend on the forget request: a random run reuses it from the cache
+    assert main(["run", *TINY, "--seeds", "0", "--methods", "ft", "noise_floor=false", "--out", str(tmp_path / "rnd")]) == 0
+    assert "original model loaded from cache" in caplog.text
 
 
 @pytest.mark.parametrize("args, message", [

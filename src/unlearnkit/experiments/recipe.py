@@ -135,8 +135,9 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
             stats = train(model, base.train, config.train, generator=generator(seed, "original"), desc="original")
             return model, {"seconds": stats.seconds, "final_loss": stats.final_loss}
 
+        original_identity = {k: v for k, v in identity.items() if k != "forget"}  # independent of the request
         original, original_meta, cached = cache.get_or_build(
-            {"kind": "original", "identity": identity, "seed": seed}, make_model(), build_original)
+            {"kind": "original", "identity": original_identity, "seed": seed}, make_model(), build_original)
         log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
                  original_meta["seconds"])
         # 3. the forget request, validated before any model is touched
