@@ -84,3 +84,17 @@ def test_mean_ci_student_t():
     m, ci = mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and ci == pytest.approx(4.302652729911275 * 1.0 / math.sqrt(3))
     assert math.isnan(mean_ci([5.0])[1]) and mean_ci([5.0])[0] == 5.0
+
+
+def test_validation_audit_never_reads_the_test_set(toy_original, toy_class_split):
+    import dataclasses
+
+    from unlearnkit.metrics import VALIDATION_HEADLINE, validation_audit
+
+    r = validation_audit(toy_original, toy_class_split)
+    assert tuple(r) == VALIDATION_HEADLINE
+    poisoned = dataclasses.replace(toy_class_split, test=None)  # any use of D_test would fail
+    assert validation_audit(toy_original, poisoned) == r
+    full = audit(toy_original, toy_class_split)
+    assert r["UA"] == full["UA"] and r["RA"] == full["RA"] and r["VA"] == full["VA"]
+    assert avg_disparity(r, {**r, "VA": r["VA"] + 8}, keys=VALIDATION_HEADLINE) == pytest.approx(2.0)
