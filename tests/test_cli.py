@@ -107,3 +107,18 @@ def test_run_on_a_fashion_mnist_subset(tmp_path, capsys):
     assert recs[0]["config"]["data"]["name"] == "fashion-mnist"
     retrain = next(r for r in recs if r["row"] == "retrain")
     assert retrain["metrics"]["TA"] > 50  # one epoch on 1.2k images already beats chance by far
+
+
+def test_prepare_seed_gives_the_recipe_split_and_cached_oracle(tmp_path):
+    """The per-seed setup used by tuning and reports is the one the run records."""
+    from unlearnkit.experiments import load_config, load_experiment, prepare_seed, run_experiment
+
+    config = load_config(None, TINY + ["methods=[ft]", "seeds=[0]", f"out_dir={tmp_path / 'out'}", "noise_floor=false",
+                                       "attacks=false"])
+    (record,) = [r for r in run_experiment(config) if r["row"] == "retrain"]
+    setup = prepare_seed(load_experiment(config), 0)
+    assert setup.original_cached
+    assert setup.forget_hash == record["forget_ids_sha256"]
+    assert len(setup.split.retain) == record["n_retain"]
+    oracle, seconds, cached = setup.oracle()
+    assert cached and seconds == record["seconds"]

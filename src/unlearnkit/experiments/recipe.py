@@ -6,7 +6,6 @@ record per (seed, row). Rows already recorded are skipped, so an interrupted run
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,8 +23,6 @@ from ..data.scenarios import select_forget_ids
 from ..data.splits import ForgetSplit, base_split, forget_split
 from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
-import numpy as np
-
 from ..metrics.audit import audit_with_outputs, avg_disparity, per_sample_values
 from ..models.base import create_model
 from ..training.loop import train
@@ -103,17 +101,105 @@ def check_finite_model(model: nn.Module, label: str) -> None:
         raise TrainingError(f"{label} produced non-finite weights (e.g. {bad[:3]})")
 
 
+@dataclass(frozen=True, eq=False)
+class Experiment:
+    """What every seed of a config shares: the dataset, the experiment's identity, its cache and rows."""
+
+    config: RunConfig
+    dataset: Dataset
+    identity: dict[str, Any]
+    digest: str
+    cache: ModelCache
+
+    def make_model(self, seed: int) -> nn.Module:
+        """A freshly initialised model of the configured architecture (init drawn from ``seed``)."""
+        c = self.config
+        return create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
+                            seed=derive_seed(seed, "init"), **c.model.options)
+
+
+def load_experiment(config: RunConfig) -> Experiment:
+    """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    dataset = load_dataset(config.data.name, **_dataset_kwargs(config))
+    identity = experiment_identity(config, dataset_fingerprint(dataset))
+    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
+
+
+@dataclass(frozen=True, eq=False)
+class SeedSetup:
+    """One seed of an experiment, ready for unlearning: D_v carved, the original model trained (or
+    loaded from the cache), the forget request drawn and validated, and the split built."""
+
+    experiment: Experiment
+    seed: int
+    original: nn.Module
+    original_seconds: float
+    original_cached: bool
+    split: ForgetSplit
+
+    @property
+    def forget_hash(self) -> str:
+        return hashlib.sha256(self.split.forget.ids.numpy().tobytes()).hexdigest()
+
+    def method_generator(self, method: str, trial: int = 0) -> torch.Generator:
+        return generator(self.seed, "method", method, trial)
+
+    def oracle(self, trial: int = 0, params: dict[str, Any] | None = None) -> tuple[nn.Module, float, bool]:
+        """The retrain oracle ``(model, seconds, was_cached)``, cached by content (trial 1 = the noise floor)."""
+        method = create_method(REFERENCE, **(params if params is not None else
+                                             self.experiment.config.params.get(REFERENCE, {})))
+        return self.run_method(method, trial, cache=True)
+
+    def run_method(self, method, trial: int = 0, *, cache: bool = False) -> tuple[nn.Module, float, bool]:
+        """Unlearn with ``method`` from the original; ``(model, seconds, was_cached)``."""
+        def build() -> tuple[nn.Module, dict[str, Any]]:
+            start = time.perf_counter()
+            model = method.unlearn(self.original, self.split, generator=self.method_generator(method.name, trial))
+            return model, {"seconds": time.perf_counter() - start}
+
+        if not cache:
+            model, meta = build()
+            return model, meta["seconds"], False
+        exp = self.experiment
+        key = {"kind": method.name, "identity": exp.identity, "seed": self.seed, "trial": trial,
+               "forget": self.forget_hash, "params": method_params(method)}
+        model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed), build)
+        return model, meta["seconds"], was_cached
+
+
+def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
+    """Steps 1–3 of the recipe for one seed: data split, original model, validated forget request."""
+    config, dataset = experiment.config, experiment.dataset
+    # 1. data: validation carved from the training file; test never trained on
+    base, test = base_split(dataset, val_fraction=config.data.val_fraction, train_subset=config.data.train_subset,
+                            test_subset=config.data.test_subset, seed=seed)
+
+    # 2. the original model, trained on D_r ∪ D_f (independent of the forget request)
+    def build_original() -> tuple[nn.Module, dict[str, Any]]:
+        model = experiment.make_model(seed)
+        stats = train(model, base.train, config.train, generator=generator(seed, "original"), desc="original")
+        return model, {"seconds": stats.seconds, "final_loss": stats.final_loss}
+
+    original_identity = {k: v for k, v in experiment.identity.items() if k != "forget"}
+    original, meta, cached = experiment.cache.get_or_build(
+        {"kind": "original", "identity": original_identity, "seed": seed}, experiment.make_model(seed), build_original)
+    log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
+             meta["seconds"])
+    # 3. the forget request, validated before any model is touched
+    forget_ids = select_forget_ids(base.train, config.forget, generator=generator(seed, "forget"))
+    split = forget_split(base, test, forget_ids, config.train,
+                         config.forget.forget_class if config.forget.scenario == "class" else None)
+    return SeedSetup(experiment, seed, original, meta["seconds"], cached, split)
+
+
 def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """Run ``config``; return the records of this experiment (old and new), seed by seed."""
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     store = RecordStore(out_dir)
-    cache = ModelCache(config.cache_dir)
-    dataset = load_dataset(config.data.name, **_dataset_kwargs(config))
-    identity = experiment_identity(config, dataset_fingerprint(dataset))
-    experiment = digest(identity)
+    experiment = load_experiment(config)
     rows = rows_for(config)
     recorded = store.keys()
-    key = lambda seed, row: digest({"experiment": experiment, "seed": seed, "row": row.label,  # noqa: E731
+    key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
 
     for seed in config.seeds:
@@ -122,45 +208,17 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
                  f" ({', '.join(r.label for r in pending)})" if pending else "")
         if dry_run or not pending:
             continue
-        # 1. data: validation carved from the training file; test never trained on
-        base, test = base_split(dataset, val_fraction=config.data.val_fraction, train_subset=config.data.train_subset,
-                                test_subset=config.data.test_subset, seed=seed)
-        # 2. the original model, trained on D_r ∪ D_f (independent of the forget request)
-        def make_model() -> nn.Module:
-            return create_model(config.model.name, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-                                seed=derive_seed(seed, "init"), **config.model.options)
+        setup = prepare_seed(experiment, seed)
+        split = setup.split
+        context = {"experiment": experiment.digest, "config": to_dict(config), "seed": seed,
+                   "code_version": code_version(), "out_dir": str(out_dir), "n_retain": len(split.retain),
+                   "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash}
 
-        def build_original() -> tuple[nn.Module, dict[str, Any]]:
-            model = make_model()
-            stats = train(model, base.train, config.train, generator=generator(seed, "original"), desc="original")
-            return model, {"seconds": stats.seconds, "final_loss": stats.final_loss}
-
-        original_identity = {k: v for k, v in identity.items() if k != "forget"}  # independent of the request
-        original, original_meta, cached = cache.get_or_build(
-            {"kind": "original", "identity": original_identity, "seed": seed}, make_model(), build_original)
-        log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
-                 original_meta["seconds"])
-        # 3. the forget request, validated before any model is touched
-        forget_ids = select_forget_ids(base.train, config.forget, generator=generator(seed, "forget"))
-        split = forget_split(base, test, forget_ids, config.train,
-                             config.forget.forget_class if config.forget.scenario == "class" else None)
-        context = {"experiment": experiment, "config": to_dict(config), "seed": seed, "code_version": code_version(),
-                   "out_dir": str(out_dir), "n_retain": len(split.retain), "n_forget": len(split.forget),
-                   "forget_ids_sha256": hashlib.sha256(split.forget.ids.numpy().tobytes()).hexdigest()}
         # 4. the retrain oracle (cached by content) and its audit: the reference of every row
         def unlearn(row: Row) -> tuple[nn.Module, float, bool]:
-            method = create_method(row.method, **config.params.get(row.method, {}))
-            def build() -> tuple[nn.Module, dict[str, Any]]:
-                start = time.perf_counter()
-                model = method.unlearn(original, split, generator=generator(seed, "method", row.method, row.trial))
-                return model, {"seconds": time.perf_counter() - start}
             if row.method == REFERENCE:
-                model, meta, was_cached = cache.get_or_build(
-                    {"kind": "retrain", "identity": identity, "seed": seed, "trial": row.trial,
-                     "forget": context["forget_ids_sha256"], "params": row.params}, make_model(), build)
-                return model, meta["seconds"], was_cached
-            model, meta = build()
-            return model, meta["seconds"], False
+                return setup.oracle(row.trial, config.params.get(REFERENCE, {}))
+            return setup.run_method(create_method(row.method, **config.params.get(row.method, {})), row.trial)
 
         def measure(model: nn.Module, record_key: str) -> dict[str, float]:
             """Audit ``model``; keep its per-sample values in samples/<record key>.npz."""
@@ -186,7 +244,7 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
             log.info("seed %d: %s", seed, row.label)
             try:
                 if row.method is None:
-                    model, seconds, was_cached = original, 0.0, True
+                    model, seconds, was_cached = setup.original, 0.0, True
                 else:
                     model, seconds, was_cached = unlearn(row)
                 check_finite_model(model, row.label)
@@ -197,8 +255,8 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
                        "error": str(e)}
             store.append(rec)
         from ..report.table import experiment_report  # late import: report depends on records only
-        write_atomic(out_dir / "table.md", experiment_report([r for r in store if r.get("experiment") == experiment]))
-    return [r for r in store if r.get("experiment") == experiment]
+        write_atomic(out_dir / "table.md", experiment_report([r for r in store if r.get("experiment") == experiment.digest]))
+    return [r for r in store if r.get("experiment") == experiment.digest]
 
 
 def _record(key: str, row: Row, context: dict[str, Any], metrics: dict[str, float], seconds: float, cached: bool,
