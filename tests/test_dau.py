@@ -170,3 +170,26 @@ def test_samia_audit_on_the_toy_model(toy_original, toy_random_split):
     empty = dataclasses.replace(toy_random_split).forget.take(slice(0, 0))
     with pytest.raises(ValueError):
         SamiaAttack(steps=1).fit(toy_original, empty, toy_random_split.val)
+
+
+def test_cli_run_prints_dau_rows_and_the_attack_tables(tmp_path, capsys, monkeypatch):
+    import functools
+
+    import unlearnkit.experiments.recipe as recipe
+    from tests.test_cli import TINY, records
+    from unlearnkit.cli import main
+
+    monkeypatch.setattr(recipe, "samia_audit", functools.partial(samia_audit, steps=10, max_target=100))
+    out = tmp_path / "dau"
+    small = ["params.dau.iterations=4", "params.dau.pretrain_steps=2", "params.dau-nobt.iterations=4",
+             "params.dau-nobt.pretrain_steps=2"]
+    assert main(["run", *TINY, *small, "--seeds", "0", "--methods", "dau,dau-nobt", "noise_floor=false", "samia=true",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for needle in ("| DAU |", "| DAU (no BT) |", "samia bacc / AUC", "Membership-inference robustness"):
+        assert needle in printed
+    attack_lines = printed[printed.index("Membership-inference robustness"):].splitlines()
+    assert any(line.startswith("| DAU |") for line in attack_lines)
+    dau = next(r for r in records(out) if r["row"] == "dau")
+    assert {"attack.samia.bacc", "attack.samia.auc", "attack.m_entropy.bacc"} <= set(dau["metrics"])
+    assert dau["params"]["iterations"] == 4

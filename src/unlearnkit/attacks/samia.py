@@ -169,12 +169,14 @@ class SamiaAttack:
         return self.score_inputs(self._inputs(model, data, g))
 
 
-def samia_audit(model: nn.Module, split, *, seed: int = 0, **params) -> dict[str, float]:
+def samia_audit(model: nn.Module, split, *, seed: int = 0, max_target: int | None = 2000, **params) -> dict[str, float]:
     """Balanced accuracy and AUC (percent) of SAMIA on D_f (members) vs half of D_test.
 
     Fitted on the model's own outputs for ``|D_test|/2`` random D_r samples (members) vs the other
-    half of D_test (non-members), as the metric attacks of ``metrics.audit``. Keys
-    ``attack.samia.bacc`` and ``attack.samia.auc``; ``params`` go to :class:`SamiaAttack`.
+    half of D_test (non-members), as the metric attacks of ``metrics.audit`` (at most
+    ``SamiaAttack.max_samples`` per side); evaluated on at most ``max_target`` random samples of
+    each of D_f and the held-out half. Keys ``attack.samia.bacc`` and ``attack.samia.auc``;
+    ``params`` go to :class:`SamiaAttack`.
     """
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(split.test), generator=g)
@@ -182,7 +184,8 @@ def samia_audit(model: nn.Module, split, *, seed: int = 0, **params) -> dict[str
     shadow_out, target_out = split.test.take(perm[:half]), split.test.take(perm[half:])
     shadow_in = split.retain.take(torch.randperm(len(split.retain), generator=g)[:half])
     attack = SamiaAttack(seed=seed, **params).fit(model, shadow_in, shadow_out)
-    sf, sn = attack.score(model, split.forget), attack.score(model, target_out)
+    sf = attack.score(model, _cap(split.forget, max_target, g))
+    sn = attack.score(model, _cap(target_out, max_target, g))
     tpr, tnr = (sf >= 0).double().mean().item(), (sn < 0).double().mean().item()
     truth = torch.cat([torch.ones(len(sf)), torch.zeros(len(sn))]).numpy()
     auc = float(roc_auc_score(truth, torch.cat([sf, sn]).numpy()))

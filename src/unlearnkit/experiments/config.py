@@ -54,7 +54,9 @@ class RunConfig:
     split, forget set, original model and method randomness. ``noise_floor`` adds a second retrain
     with another training seed, whose distance to the first is the floor below which a method's
     disparity means nothing. ``cache_dir`` (default ``$UNLEARNKIT_CACHE/models``) holds the
-    original models and retrain oracles by content hash.
+    original models and retrain oracles by content hash. ``samia`` adds the SAMIA transformer attack
+    (DAU's attacker, ``attacks/samia.py``) to the audit of every row run from then on: slower
+    (~10 s per row on W1), so off by default; it does not change cached models or record keys.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -66,6 +68,7 @@ class RunConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     noise_floor: bool = True
     attacks: bool = True
+    samia: bool = False
     out_dir: str | None = None
     cache_dir: str | None = None
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..attacks.samia import samia_audit
 from ..data.dataset import Dataset, load_dataset
 from ..data.scenarios import select_forget_ids
 from ..data.splits import ForgetSplit, base_split, forget_split
@@ -65,7 +66,7 @@ def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
     that reproduces the old behaviour) keeps existing records and cached models valid.
     """
     d = to_dict(config)
-    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor"):
+    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia"):
         d.pop(k)
     defaults = to_dict(RunConfig())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
@@ -223,6 +224,8 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
         def measure(model: nn.Module, record_key: str) -> dict[str, float]:
             """Audit ``model``; keep its per-sample values in samples/<record key>.npz."""
             metrics, outs = audit_with_outputs(model, split, attacks=config.attacks)
+            if config.samia:
+                metrics.update(samia_audit(model, split, seed=seed))
             save_samples(out_dir / "samples" / f"{record_key}.npz", per_sample_values(outs, split))
             return metrics
 

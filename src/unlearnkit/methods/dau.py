@@ -73,13 +73,13 @@ class DAU:
     iterations: int = 100
     lr_share: float = 0.2
     batch_size: int = 128
-    attack_batch_size: int = 64
+    attack_batch_size: int = 32
     alpha: float = 1.0
     beta: float = 0.01
     form: str = "non-saturating"
     attacker_lr: float = 1e-3
     pretrain_steps: int = 100
-    pretrain_samples: int = 512
+    pretrain_samples: int = 256
     attacker_steps: int = 1
     class_zero: str = "alpha"
     class_zero_after: int = 30
