@@ -3,6 +3,7 @@
     python benchmarks/tune_dau.py --config configs/w1-class.yaml                        # defaults of dau, dau-nobt
     python benchmarks/tune_dau.py --config configs/w1-random.yaml --methods dau,ft,ga,rl,neggrad+
     python benchmarks/tune_dau.py --config configs/w1-class.yaml --grid '{"alpha": [0.5, 1], "beta": [0, 0.01]}'
+    python benchmarks/tune_dau.py --config configs/w1-class.yaml --grid '[{"_method": "dau", "beta": 0.001}, {}]'
 
 Seed 0's original model and retrain oracle are loaded from the cache (or trained: ~4 + ~5 min on
 one core). DAU trains against D_v, so to keep the tuning figure honest D_v is cut in two seeded
@@ -27,6 +28,7 @@ import torch
 
 from unlearnkit.attacks.base import outputs
 from unlearnkit.attacks.samia import samia_audit
+from unlearnkit.errors import TrainingError
 from unlearnkit.experiments import load_config
 from unlearnkit.experiments.recipe import load_experiment, prepare_seed
 from unlearnkit.methods import create_method, method_params
@@ -68,7 +70,8 @@ def main() -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="dau,dau-nobt", help="comma-separated; the grid applies to dau*")
-    p.add_argument("--grid", help='JSON: {"param": [values], ...} (product) or a list of param dicts')
+    p.add_argument("--grid", help='JSON: {"param": [values], ...} (product) or a list of param dicts '
+                                  '(an entry with "_method" applies to that method only)')
     p.add_argument("--samia", action="store_true", help="also the SAMIA attack's balanced accuracy (slower)")
     p.add_argument("--out", help="append one JSON line per run to this file")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -87,9 +90,20 @@ def main() -> None:
         print(f"{label:<10} {'':<60} " + " ".join(f"{m[c]:12.2f}" for c in cols) + f" {d:6.2f} {secs:6.1f}", flush=True)
     for name in args.methods.split(","):
         for params in (grid(args.grid) if name.startswith("dau") else [{}]):
-            method = create_method(name, **params)
+            if params.get("_method", name) != name:  # a list entry may name its method
+                continue
+            params = {k: v for k, v in params.items() if k != "_method"}
+            try:
+                method = create_method(name, **params)
+            except ValueError as e:  # e.g. a beta for dau-nobt
+                print(f"{name:<10} {json.dumps(params):<60} skipped: {e}", flush=True)
+                continue
             start, cpu = time.perf_counter(), time.process_time()
-            model = method.unlearn(setup.original, given, generator=setup.method_generator(name))
+            try:
+                model = method.unlearn(setup.original, given, generator=setup.method_generator(name))
+            except TrainingError as e:  # e.g. GA diverging class-wise: report it and go on
+                print(f"{name:<10} {json.dumps(params):<60} failed: {e}", flush=True)
+                continue
             secs, cpu = time.perf_counter() - start, time.process_time() - cpu
             m = measure(model, audited, args.samia)
             d = avg_disparity(m, ref, keys=VALIDATION_HEADLINE)

@@ -117,8 +117,8 @@ def test_class_wise_schedule():
     assert dau.weights(29, True) == (dau.alpha, dau.beta)
     assert dau.weights(30, True) == (0.0, dau.beta)
     assert dau.weights(500, False) == (dau.alpha, dau.beta)
-    assert create_method("dau", class_zero="beta").weights(30, True) == (1.0, 0.0)
-    assert create_method("dau", class_zero="none").weights(30, True) == (1.0, create_method("dau").beta)
+    assert create_method("dau", class_zero="beta").weights(30, True) == (dau.alpha, 0.0)
+    assert create_method("dau", class_zero="none").weights(30, True) == (dau.alpha, dau.beta)
 
 
 def test_dau_nobt_is_dau_without_the_barlow_twins_term(toy_original, toy_random_split):

@@ -19,6 +19,8 @@ TOY_PARAMS: dict[str, dict] = {
     "ga": {"lr_share": 0.2, "epochs": 2},
     "rl": {"epoch_share": 0.5, "lr_share": 0.5},
     "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5},
+    "dau": {"iterations": 30, "pretrain_steps": 20},
+    "dau-nobt": {"iterations": 30, "pretrain_steps": 20},
 }
 METHODS = list_methods()
 

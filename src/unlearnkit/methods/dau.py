@@ -16,8 +16,10 @@ The *attacker* (SAMIA, ``attacks/samia.py``) learns to tell the defender's outpu
   regulariser" that eases the last layer), so ``class_zero="alpha"`` by default; ``"beta"`` and
   ``"none"`` are options. With α at 0 the attacker is no longer run.
 
-Silent in the paper, chosen here (tuned on W1's validation split, see README): an iteration is one
-defender step; ``pretrain_steps`` attacker steps first, on the original's outputs for up to
+Silent in the paper, chosen here (tuned on W1's validation split with ``benchmarks/tune_dau.py``
+over α ∈ {0.5, 1, 3}, β ∈ {0, 1e-3, 3e-3, 0.01, 0.1}, lr_share ∈ {0.2, 0.5}, 100/200 iterations;
+class-wise, α = 3 or lr_share 0.5 cost 3–10 points of RA, and every β > 0 cost RA and VA against
+β = 0 — see README): an iteration is one defender step; ``pretrain_steps`` attacker steps first, on the original's outputs for up to
 ``pretrain_samples`` per side computed once; then per iteration ``attacker_steps`` attacker steps
 (the first on the iteration's own batches) and one defender step. Defender: SGD at ``lr_share`` ×
 the original lr with the original momentum and weight decay; attacker: Adam at ``attacker_lr``.
@@ -74,7 +76,7 @@ class DAU:
     lr_share: float = 0.2
     batch_size: int = 128
     attack_batch_size: int = 32
-    alpha: float = 1.0
+    alpha: float = 0.5
     beta: float = 0.01
     form: str = "non-saturating"
     attacker_lr: float = 1e-3
