@@ -193,7 +193,7 @@ def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
 
 
 def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str, Any]]:
-    """Run ``config``; return the records of this experiment (old and new), seed by seed."""
+    """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters)."""
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     store = RecordStore(out_dir)
     experiment = load_experiment(config)
@@ -201,6 +201,9 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
     recorded = store.keys()
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
+
+    wanted = {key(seed, row) for seed in config.seeds for row in rows}
+    current = lambda store: [r for r in store if r["key"] in wanted]  # noqa: E731  (this config's rows only)
 
     for seed in config.seeds:
         pending = [r for r in rows if key(seed, r) not in recorded]
@@ -255,8 +258,8 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str
                        "error": str(e)}
             store.append(rec)
         from ..report.table import experiment_report  # late import: report depends on records only
-        write_atomic(out_dir / "table.md", experiment_report([r for r in store if r.get("experiment") == experiment.digest]))
-    return [r for r in store if r.get("experiment") == experiment.digest]
+        write_atomic(out_dir / "table.md", experiment_report(current(store)))
+    return current(store)
 
 
 def _record(key: str, row: Row, context: dict[str, Any], metrics: dict[str, float], seconds: float, cached: bool,
