@@ -107,11 +107,13 @@ def run_heal(config: AdversarialConfig, *, dry_run: bool = False) -> list[dict[s
         ids = seed_setup.request(strategy, h.budget)
         setup = seed_setup.setup(ids)
         gold, gold_seconds, _ = setup.oracle()
-        ta_gold = measure(gold, setup.split)["TA"]
+        gold_metrics = measure(gold, setup.split)
+        ta_gold = gold_metrics["TA"]
         reserves: dict[tuple[str, str], tuple[SpareReserve, float]] = {}
         context = {"experiment": experiment.digest, "config": plain(config), "seed": seed, "strategy": strategy,
                    "adversary": adversary, "budget": h.budget, "n_forget": len(ids), "forget_ids_sha256": forget_hash(ids),
-                   "code_version": code_version(), "ta_gold": ta_gold, "gold_seconds": gold_seconds}
+                   "code_version": code_version(), "ta_gold": ta_gold, "va_gold": gold_metrics["VA"],
+                   "gold_seconds": gold_seconds}
         unlearned: dict[str, Any] = {}
         for method, variant in pending:
             rec = {"key": key(seed, method, variant), **context, "method": method, "params": params[method],

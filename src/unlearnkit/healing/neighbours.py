@@ -14,8 +14,10 @@ from ..errors import ConfigError
 
 
 def squared_distances(queries: Tensor, keys: Tensor) -> Tensor:
-    """``[q, k]`` squared Euclidean distances (‖a‖² − 2a·b + ‖b‖², in float64 for exact ties, ≥ 0)."""
-    q, k = queries.double(), keys.double()
+    """``[q, k]`` squared Euclidean distances, ‖a‖² − 2a·b + ‖b‖² clamped at 0, in the inputs' precision
+    (float64 if either is float64, else float32)."""
+    dtype = torch.float64 if torch.float64 in (queries.dtype, keys.dtype) else torch.float32
+    q, k = queries.to(dtype), keys.to(dtype)
     d = (q * q).sum(1, keepdim=True) - 2.0 * q @ k.T + (k * k).sum(1)[None, :]
     return d.clamp_min_(0.0)
 
@@ -53,6 +55,6 @@ def nearest(queries: Tensor, keys: Tensor, *, k: int = 1, chunk: int = 1024, que
         dists.append(top)
         idx.append(order)
     if not dists:
-        return torch.empty(0, k, dtype=torch.float64), torch.empty(0, k, dtype=torch.long)
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
     return torch.cat(dists), torch.cat(idx)
 

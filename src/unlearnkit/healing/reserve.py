@@ -166,8 +166,17 @@ class SpareReserve:
         """``[len(ids), candidates]`` positions (into ``spare_ids``) of the nearest free spares, -1 padded."""
         k = min(self.candidates, len(self.spare_ids))
         queries = self.embedder(Samples(self.pool, ids))
-        same = dict(query_labels=labels, key_labels=self.spare_labels) if self.same_class else {}
-        return nearest(queries, self.spare_embeddings, k=k, chunk=self.chunk, key_mask=free, **same)[1]
+        if not self.same_class:
+            return nearest(queries, self.spare_embeddings, k=k, chunk=self.chunk, key_mask=free)[1]
+        out = torch.full((len(ids), k), -1, dtype=torch.long)
+        for c in torch.unique(labels).tolist():  # a loop over classes: each searches only its own spares
+            rows, keys = torch.nonzero(labels == c).squeeze(1), torch.nonzero(self.spare_labels == c).squeeze(1)
+            if len(keys) == 0:
+                continue
+            kc = min(k, len(keys))
+            pos = nearest(queries[rows], self.spare_embeddings[keys], k=kc, chunk=self.chunk, key_mask=free[keys])[1]
+            out[rows[:, None], torch.arange(kc)[None, :]] = torch.where(pos >= 0, keys[pos.clamp_min(0)], pos)
+        return out
 
     def initial_candidates(self, ids: Tensor, labels: Tensor, free: Tensor) -> Tensor:
         return self.search(ids, labels, free)

@@ -7,7 +7,8 @@
   Ledoit–Wolf shrinkage covariance fitted on ``fit_on`` — then ‖W(a − b)‖² = (a − b)ᵀΣ⁻¹(a − b).
 
 An :class:`Embedder` is fitted once (it keeps a frozen copy of the model), so the same sample always
-gets the same vector however the caller's model changes afterwards.
+gets the same vector however the caller's model changes afterwards. Embeddings are float32 (the
+whitening is computed in float64).
 """
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ class Embedder:
             x = samples.pool.x[samples.ids]
             x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             return x.flatten(1)
-        features = predict_features(self.model, samples).double()
+        features = predict_features(self.model, samples)
         if self.similarity == "cosine":
             return F.normalize(features, dim=1)
-        return (features - self.mean) @ self.whiten.T
+        return ((features.double() - self.mean) @ self.whiten.T).float()
 
 
 def fit_similarity(similarity: str, *, model: nn.Module | None = None, fit_on: Samples | None = None) -> Embedder:
