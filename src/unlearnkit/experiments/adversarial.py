@@ -98,7 +98,7 @@ class HealSettings:
     strategy: str = "worst"
     budget: float = 0.1
     damage_dir: str | None = None
-    lr_share: float = 0.5
+    lr_share: float = 1.0
     candidates: int = 8
     same_class: bool = True
     spares: int | None = None

@@ -111,7 +111,8 @@ def run_heal(config: AdversarialConfig, *, dry_run: bool = False) -> list[dict[s
         ta_gold = gold_metrics["TA"]
         reserves: dict[tuple[str, str], tuple[SpareReserve, float]] = {}
         context = {"experiment": experiment.digest, "config": plain(config), "seed": seed, "strategy": strategy,
-                   "adversary": adversary, "budget": h.budget, "n_forget": len(ids), "forget_ids_sha256": forget_hash(ids),
+                   "adversary": adversary, "budget": h.budget, "n_train": len(seed_setup.base.train), "n_forget": len(ids),
+                   "forget_ids_sha256": forget_hash(ids),
                    "code_version": code_version(), "ta_gold": ta_gold, "va_gold": gold_metrics["VA"],
                    "gold_seconds": gold_seconds}
         unlearned: dict[str, Any] = {}
@@ -128,7 +129,7 @@ def run_heal(config: AdversarialConfig, *, dry_run: bool = False) -> list[dict[s
                 model = unlearned[method]
                 extra: dict[str, Any] = {}
                 if variant is not None:
-                    reserve, build_seconds = None, 0.0
+                    reserve, build_seconds = None, None
                     if variant.data != "remaining":
                         rkey = (variant.data, "euclidean" if variant.data == "random" else variant.similarity)
                         if rkey not in reserves:
