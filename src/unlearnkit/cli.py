@@ -1,4 +1,4 @@
-"""``unlearnkit``: ls | run | report."""
+"""``unlearnkit``: ls | run | report | damage | heal."""
 from __future__ import annotations
 
 import argparse
@@ -8,17 +8,18 @@ from pathlib import Path
 
 from .errors import UnlearnKitError
 
-LISTS = ("datasets", "models", "methods", "attacks", "scenarios")
+LISTS = ("datasets", "models", "methods", "attacks", "scenarios", "adversaries")
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    from .adversary import list_adversaries
     from .attacks import list_attacks
     from .data import list_datasets, list_scenarios
     from .methods import list_methods
     from .models import list_models
 
     listers = {"datasets": list_datasets, "models": list_models, "methods": list_methods,
-               "attacks": list_attacks, "scenarios": list_scenarios}
+               "attacks": list_attacks, "scenarios": list_scenarios, "adversaries": list_adversaries}
     for kind in [args.kind] if args.kind else LISTS:
         print(f"{kind}: {', '.join(listers[kind]())}")
     return 0
@@ -70,6 +71,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adversarial(args: argparse.Namespace) -> int:
+    from .experiments.adversarial import load_adversarial_config, run_damage
+    from .experiments.healing import run_heal
+
+    overrides = list(args.overrides)
+    for name, value in (("seeds", args.seeds), ("methods", args.methods), ("strategies", getattr(args, "strategies", None))):
+        if value is not None:
+            overrides.append(f"{name}=[{value}]")
+    if args.out is not None:
+        overrides.append(f"out_dir={args.out}")
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    config = load_adversarial_config(args.config, overrides)
+    run = run_damage if args.command == "damage" else run_heal
+    records = run(config, dry_run=args.dry_run)
+    out_dir = Path(config.out_dir or f"runs/{args.command}")
+    if args.dry_run:
+        print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
+        return 0
+    print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "no records")
+    print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
+    return 1 if any(r.get("status") != "ok" for r in records) else 0
+
+
+def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
+    p = sub.add_parser(name, help=help, description=description + " Extra arguments are key=value overrides.")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--config", help="YAML experiment file (configs/w1-damage.yaml, configs/w1-heal.yaml)")
+    p.add_argument("--methods", help="comma-separated unlearning methods (default: all registered)")
+    if name == "damage":
+        p.add_argument("--strategies", help="comma-separated adversaries (see `unlearnkit ls adversaries`)")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--out", help=f"output folder (default runs/{name})")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    p.set_defaults(func=_cmd_adversarial)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "train.epochs=5 params.ft.lr_share=0.2 data.train_subset=2000")
     run.add_argument("overrides", nargs="*", metavar="key=value")
     run.add_argument("--config", help="YAML experiment file (see configs/)")
-    run.add_argument("--scenario", help="forget scenario: random | class | ids")
+    run.add_argument("--scenario", help="forget scenario: random | class | ids | adversarial:<strategy>")
     run.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
     run.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
     run.add_argument("--methods", help="comma-separated methods (default: all registered)")
@@ -96,13 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="print the tables of an output folder's records")
     rep.add_argument("out_dir")
     rep.set_defaults(func=_cmd_report)
+
+    _adversarial_parser(sub, "damage", "TA after malicious deletion requests: every method × strategy × budget",
+                        "Measure the damage of adversarial deletion requests for every unlearning method.")
+    _adversarial_parser(sub, "heal", "heal every method's model after the worst strategy's requests",
+                        "Heal unlearned models with the remaining data, twins, spares or random replacements.")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # key=value overrides may follow options
-    if args.command == "run":
+    if args.command in ("run", "damage", "heal"):
         args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
         extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
     if extra:

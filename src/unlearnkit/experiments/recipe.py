@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adversary.scenario import check_scenario, request_ids
 from ..data.dataset import Dataset, load_dataset
-from ..data.scenarios import select_forget_ids
 from ..data.splits import ForgetSplit, base_split, forget_split
 from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
@@ -120,6 +120,7 @@ class Experiment:
 
 def load_experiment(config: RunConfig) -> Experiment:
     """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    check_scenario(config.forget)
     dataset = load_dataset(config.data.name, **_dataset_kwargs(config))
     identity = experiment_identity(config, dataset_fingerprint(dataset))
     return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
@@ -186,7 +187,8 @@ def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
     log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
              meta["seconds"])
     # 3. the forget request, validated before any model is touched
-    forget_ids = select_forget_ids(base.train, config.forget, generator=generator(seed, "forget"))
+    forget_ids = request_ids(base.train, config.forget, model=original, reference=base.val,  # adversarial:* reads the model
+                             generator=generator(seed, "forget"))
     split = forget_split(base, test, forget_ids, config.train,
                          config.forget.forget_class if config.forget.scenario == "class" else None)
     return SeedSetup(experiment, seed, original, meta["seconds"], cached, split)
