@@ -205,3 +205,26 @@ def test_config_validation():
     with pytest.raises(ConfigError):
         SisaConfig(slices=2.5)
     assert SisaConfig(slices=4, budget=TrainConfig(epochs=10)).stage_budget.epochs == pytest.approx(4.0)
+
+
+def test_sisa_row_in_a_run_times_the_unlearning_and_reuses_the_trained_ensemble(tmp_path):
+    from unlearnkit.data.dataset import cache_root
+    from unlearnkit.experiments import load_config, run_experiment
+    from unlearnkit.sisa.store import MANIFEST
+
+    tiny = ["data.name=synthetic", "data.options.n_train=400", "data.options.n_test=160", "data.options.size=8",
+            "data.options.noise=90", "model.options.channels=[4,8]", "model.options.hidden=16", "train.epochs=2",
+            "train.batch_size=32", "noise_floor=false", "attacks=false", "methods=[sisa]", "seeds=[0]",
+            "params.sisa.shards=2", "params.sisa.slices=2"]
+    (first,) = [r for r in run_experiment(load_config(None, tiny + [f"out_dir={tmp_path / 'a'}"])) if r["method"] == "sisa"]
+    assert first["status"] == "ok" and first["cost"]["training_cached"] is False
+    assert first["cost"]["shards_retrained"] == 2 and first["cost"]["samples"] == first["cost"]["full_retrain_samples"]
+    # the class scenario of the same seed trains on the same set: the ensemble comes from the cache
+    (second,) = [r for r in run_experiment(load_config(None, tiny + ["forget.scenario=class", "forget.forget_class=1",
+                                                                     f"out_dir={tmp_path / 'b'}"]))
+                 if r["method"] == "sisa"]
+    assert second["cost"]["training_cached"] is True
+    assert second["cost"]["training_seconds"] == first["cost"]["training_seconds"]
+    assert second["metrics"]["UA"] > 90  # the class is gone from every shard
+    stores = [SisaStore.open(p.parent) for p in (cache_root() / "sisa").rglob(MANIFEST)]
+    assert len(stores) == 1 and stores[0].generation == 0 and len(stores[0].deleted) == 0  # never unlearned itself

@@ -142,15 +142,19 @@ def first_affected(plan: ShardPlan, ids: Tensor) -> dict[int, int]:
     return out
 
 
-def stage_samples(plan: ShardPlan, shard: int, stage: int, epochs: float, batch_size: int) -> int:
-    """Samples that train() processes in one stage (whole steps of ``batch_size``; last batch short)."""
-    n = len(plan.cumulative(shard, stage))
+def train_samples(n: int, epochs: float, batch_size: int) -> int:
+    """Samples that train() processes for ``epochs`` over ``n`` samples (each epoch's last batch short)."""
     if n == 0:
         return 0
     steps_per_epoch = -(-n // batch_size)
     total = max(1, math.ceil(epochs * steps_per_epoch))  # as train() counts its steps
     full, rest = divmod(total, steps_per_epoch)
     return full * n + min(rest * batch_size, n)
+
+
+def stage_samples(plan: ShardPlan, shard: int, stage: int, epochs: float, batch_size: int) -> int:
+    """Samples that one stage of ``shard`` processes (0 if its cumulative set is empty)."""
+    return train_samples(len(plan.cumulative(shard, stage)), epochs, batch_size)
 
 
 def retrain_samples(plan: ShardPlan, start: dict[int, int], epochs: float, batch_size: int) -> int:
