@@ -142,3 +142,20 @@ def test_sisa_shards_on_ray_are_the_local_weights(ray_cluster, toy_dataset, toy_
         for r in range(2):
             a, b = local.state(s, r), remote.state(s, r)
             assert all(torch.equal(a[k], b[k]) for k in a), f"shard {s} slice {r}"
+
+
+def _dies_on_one(common, item):
+    if item == 1:
+        os._exit(1)
+    return common * item
+
+
+def test_a_job_whose_worker_keeps_dying_is_a_backend_error(ray_cluster):
+    from unlearnkit.backends import RayBackend
+    from unlearnkit.errors import BackendError
+
+    got = {}
+    with pytest.raises(BackendError, match="_dies_on_one job failed on Ray after 0 retries"):
+        for i, result in RayBackend(max_retries=0).map(_dies_on_one, [0, 1, 2], common=10):
+            got[i] = result
+    assert set(got) <= {0, 2} and all(got[i] == 10 * i for i in got)
