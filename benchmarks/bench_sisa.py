@@ -1,6 +1,6 @@
 """SISA on W1: what honouring deletion requests costs, and what sharding costs in accuracy.
 
-    python benchmarks/bench_sisa.py                                  # W1 seed 0, S=5, R=4: ~100 min on 2 cores
+    python benchmarks/bench_sisa.py                                  # W1 seed 0, S=5, R=4: ~80 min on 2 cores
     python benchmarks/bench_sisa.py --sequential-limit 20            # time 20 one-by-one requests per pattern: ~35 min
     python benchmarks/bench_sisa.py --backend ray                    # shards as Ray tasks (pip install 'unlearnkit[ray]')
     python benchmarks/bench_sisa.py data.train_subset=3000 train.epochs=2 --requests 1,10   # a check in a minute

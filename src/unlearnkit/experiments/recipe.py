@@ -263,7 +263,7 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
 
 def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend | None = None
                    ) -> list[dict[str, Any]]:
-    """Run ``config``; return the records of this experiment (old and new).
+    """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters).
 
     The driver lists the (seed, row) jobs not yet recorded; ``backend`` (default: this process, in
     order) first prepares each seed, so that the original model is in the content-addressed cache
@@ -280,7 +280,8 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     written = store.keys()
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
-    mine = lambda: [r for r in store if r.get("experiment") == experiment.digest]  # noqa: E731
+    wanted = {key(seed, row) for seed in config.seeds for row in rows}
+    mine = lambda: [r for r in store if r["key"] in wanted]  # noqa: E731  (this config's rows only)
 
     jobs = []
     for seed in config.seeds:
