@@ -41,10 +41,16 @@ def test_input_model_unchanged_and_same_architecture(name, toy_original, toy_ran
     out = toy_method(name).unlearn(toy_original, toy_random_split, generator=torch.Generator().manual_seed(0))
     assert same_state(before, state(toy_original)), f"{name} mutated the model it was given"
     assert out is not toy_original
-    assert type(out) is type(toy_original)
-    assert {k: v.shape for k, v in out.state_dict().items()} == {k: v.shape for k, v in before.items()}
-    assert next(out.parameters()).device == next(toy_original.parameters()).device
-    assert not same_state(before, state(out)), f"{name} returned the original weights unchanged"
+    # a method that declares ``returns_ensemble`` (SISA) returns models of the input's architecture
+    # inside an ensemble: each member must pass the checks a single returned model passes
+    models = list(out.members) if getattr(type(toy_method(name)), "returns_ensemble", False) else [out]
+    assert models
+    for model in models:
+        assert model is not toy_original
+        assert type(model) is type(toy_original)
+        assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in before.items()}
+        assert next(model.parameters()).device == next(toy_original.parameters()).device
+        assert not same_state(before, state(model)), f"{name} returned the original weights unchanged"
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -49,9 +49,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.recipe import default_out_dir
     from .report import experiment_report
 
+    from .backends import create_backend
+
     config = load_config(args.config, _overrides(args))
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
-    records = run_experiment(config, dry_run=args.dry_run)
+    backend = create_backend(args.backend)
+    try:
+        records = run_experiment(config, dry_run=args.dry_run, backend=backend)
+    finally:
+        backend.close()
     if args.dry_run:
         print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
         return 0
@@ -130,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default runs/<dataset>-<model>-<scenario>)")
     run.add_argument("--data-dir", help="folder holding the dataset files")
     run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    run.add_argument("--backend", default="local",
+                     help="where the runs (seed × method) and SISA shards go: local (default, in this process) or "
+                          "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print the tables of an output folder's records")
