@@ -14,7 +14,7 @@ from unlearnkit.training.per_sample import (fisher_diagonal, flat_per_sample_gra
 
 
 def tiny_model():
-    return create_model("cnn", num_classes=3, input_shape=(1, 8, 8), seed=0, channels=(2, 3), hidden=4).eval()
+    return create_model("cnn", num_classes=4, input_shape=(1, 8, 8), seed=0, channels=(2, 3), hidden=4).eval()
 
 
 def looped_fisher(model, x, y, expected: bool):

@@ -70,8 +70,8 @@ class FisherForgetting:
     retrain oracle; the reference value 1e-9 changes nothing on W1. Pruned weights get no noise.
     """
 
-    alpha: float = 3e-6
-    num_samples: int = 1000
+    alpha: float = 3e-7
+    num_samples: int = 500
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"ff.alpha must be > 0, got {self.alpha}")

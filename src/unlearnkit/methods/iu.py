@@ -33,12 +33,14 @@ class InfluenceUnlearning:
     ``damping`` defaults were tuned on W1's validation split against the retrain oracle.
     """
 
-    alpha: float = 1.0
-    damping: float = 1e-3
+    alpha: float = 9.0
+    class_alpha: float = 3.0
+    damping: float = 0.3
     num_samples: int = 512
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"iu.alpha must be > 0, got {self.alpha}")
+        check(positive(self.class_alpha), f"iu.class_alpha must be > 0, got {self.class_alpha}")
         check(positive(self.damping), f"iu.damping must be > 0, got {self.damping}")
         check(self.num_samples >= 1, f"iu.num_samples must be >= 1, got {self.num_samples}")
 
@@ -48,7 +50,8 @@ class InfluenceUnlearning:
         grads = stack_flat_grads(new, retain_sample(split.retain, self.num_samples, generator))
         step = woodfisher_solve(grads, forget_grad, damping=self.damping)
         del grads
-        step *= self.alpha * len(split.forget) / len(split.retain)
+        alpha = self.class_alpha if split.forget_class is not None else self.alpha
+        step *= alpha * len(split.forget) / len(split.retain)
         params = dict(new.named_parameters())
         with torch.no_grad():
             offset = 0
