@@ -1,4 +1,4 @@
-"""``unlearnkit``: ls | run | report | damage | heal."""
+"""``unlearnkit``: ls | run | report | tune | damage | heal."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"out_dir={args.out}")
     if args.data_dir is not None:
         out.append(f"data.data_dir={args.data_dir}")
+    if args.sparsity is not None:
+        out.append(f"sparsity={args.sparsity}")
     return out
 
 
@@ -68,12 +70,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .experiments.records import RecordStore
-    from .report import experiment_report
+    from .report import experiment_report, sparsity_report
 
-    records = list(RecordStore(args.out_dir))
-    if not records:
-        raise UnlearnKitError(f"no records in {Path(args.out_dir) / 'records.jsonl'}")
-    print(experiment_report(records))
+    records: dict[str, dict] = {}
+    for out_dir in args.out_dirs:
+        found = list(RecordStore(out_dir))
+        if not found:
+            raise UnlearnKitError(f"no records in {Path(out_dir) / 'records.jsonl'}")
+        records.update((r["key"], r) for r in found)
+    print(experiment_report(records.values()))
+    comparison = sparsity_report(records.values())
+    if comparison:
+        print(comparison)
     return 0
 
 
@@ -115,6 +123,18 @@ def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
     p.set_defaults(func=_cmd_adversarial)
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .experiments import load_config
+    from .experiments.tune import parse_grid, run_tune, tune_dir, tune_report
+
+    grid, overrides = parse_grid(args.method, args.overrides)
+    config = load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides})))
+    records = run_tune(config, grid)
+    print(tune_report(records, grid))
+    print(f"records: {tune_dir(config) / 'records.jsonl'}")
+    return 1 if any(r.get("status") != "ok" for r in records) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -135,16 +155,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
     run.add_argument("--out", help="output folder (default runs/<dataset>-<model>-<scenario>)")
     run.add_argument("--data-dir", help="folder holding the dataset files")
+    run.add_argument("--sparsity", help="prune the original model to this share of zero weights first (e.g. 0.95; "
+                                        "default 0 = dense)")
     run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
     run.add_argument("--backend", default="local",
                      help="where the runs (seed × method) and SISA shards go: local (default, in this process) or "
                           "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
     run.set_defaults(func=_cmd_run)
 
-    rep = sub.add_parser("report", help="print the tables of an output folder's records")
-    rep.add_argument("out_dir")
+    rep = sub.add_parser("report", help="print the tables of output folders' records (dense and sparse side by side)",
+                         description="Print the tables of one or more output folders. Given a dense and a sparse "
+                                     "run of the same workload, also a table with dense and sparse columns.")
+    rep.add_argument("out_dirs", nargs="+", metavar="DIR")
     rep.set_defaults(func=_cmd_report)
 
+    tune = sub.add_parser("tune", help="search a method's hyperparameters on the validation split",
+                          description="Unlearn with every value given (name=v1,v2,...; several names = their "
+                                      "product), score each on the validation split against the retrain oracle "
+                                      "and print the best. The test set is never read. Other key=value "
+                                      "arguments are config overrides, as in run.")
+    tune.add_argument("overrides", nargs="*", metavar="name=v1,v2")
+    tune.add_argument("--method", required=True, help="the method to tune (see unlearnkit ls methods)")
+    tune.add_argument("--config", help="YAML experiment file (see configs/)")
+    tune.add_argument("--scenario", help="forget scenario: random | class | ids")
+    tune.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
+    tune.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
+    tune.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    tune.add_argument("--out", help="the experiment's output folder; records go to OUT/tune/")
+    tune.add_argument("--data-dir", help="folder holding the dataset files")
+    tune.add_argument("--sparsity", help="tune on the sparse original of this sparsity (e.g. 0.95)")
+    tune.set_defaults(func=_cmd_tune, methods=None)
     _adversarial_parser(sub, "damage", "TA after malicious deletion requests: every method × strategy × budget",
                         "Measure the damage of adversarial deletion requests for every unlearning method.")
     _adversarial_parser(sub, "heal", "heal every method's model after the worst strategy's requests",
@@ -155,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # key=value overrides may follow options
-    if args.command in ("run", "damage", "heal"):
+    if args.command in ("run", "tune", "damage", "heal"):
         args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
         extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
     if extra:

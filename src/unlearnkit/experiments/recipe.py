@@ -29,6 +29,8 @@ from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
 from ..metrics.audit import audit_with_outputs, avg_disparity, per_sample_values
 from ..models.base import create_model
+from ..sparsity.masks import attach_masks, masks_of, prunable, sparsity_of
+from ..sparsity.omp import omp_rewind
 from ..training.loop import train
 from ..version import code_version
 from .cache import ModelCache
@@ -51,7 +53,8 @@ def generator(*parts: Any) -> torch.Generator:
 
 def default_out_dir(config: RunConfig) -> Path:
     scenario = config.forget.scenario + (f"{config.forget.forget_class}" if config.forget.scenario == "class" else "")
-    return Path("runs") / f"{config.data.name}-{config.model.name}-{scenario}"
+    sparse = f"-sparse{config.sparsity:g}" if config.sparsity else ""
+    return Path("runs") / f"{config.data.name}-{config.model.name}-{scenario}{sparse}"
 
 
 def dataset_fingerprint(ds: Dataset) -> str:
@@ -66,7 +69,8 @@ def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
     """What determines the results, apart from seed and method: the record key's base.
 
     Top-level options left at their defaults are omitted, so adding a new option (with a default
-    that reproduces the old behaviour) keeps existing records and cached models valid.
+    that reproduces the old behaviour) keeps existing records and cached models valid. A dense run
+    (``sparsity`` 0) ignores ``sparsity_rewind``.
     """
     d = to_dict(config)
     for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor"):
@@ -74,6 +78,8 @@ def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
     defaults = to_dict(RunConfig())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
         d.pop(k)
+    if not config.sparsity:
+        d.pop("sparsity_rewind", None)
     d["data"].pop("data_dir")
     d["data_fingerprint"] = fingerprint
     return d
@@ -115,11 +121,14 @@ class Experiment:
     digest: str
     cache: ModelCache
 
-    def make_model(self, seed: int) -> nn.Module:
-        """A freshly initialised model of the configured architecture (init drawn from ``seed``)."""
+    def make_model(self, seed: int, *, masks_like: nn.Module | None = None) -> nn.Module:
+        """A freshly initialised model of the configured architecture (init drawn from ``seed``);
+        with ``masks_like``, carrying that model's pruning masks (e.g. a cache template of a sparse run)."""
         c = self.config
-        return create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
-                            seed=derive_seed(seed, "init"), **c.model.options)
+        model = create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
+                             seed=derive_seed(seed, "init"), **c.model.options)
+        masks = masks_of(masks_like) if masks_like is not None else {}
+        return attach_masks(model, masks) if masks else model
 
 
 def load_experiment(config: RunConfig) -> Experiment:
@@ -168,7 +177,7 @@ class SeedSetup:
         exp = self.experiment
         key = {"kind": method.name, "identity": exp.identity, "seed": self.seed, "trial": trial,
                "forget": self.forget_hash, "params": method_params(method)}
-        model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed), build)
+        model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed, masks_like=self.original), build)
         return model, meta["seconds"], was_cached
 
 
@@ -179,15 +188,38 @@ def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
     base, test = base_split(dataset, val_fraction=config.data.val_fraction, train_subset=config.data.train_subset,
                             test_subset=config.data.test_subset, seed=seed)
 
-    # 2. the original model, trained on D_r ∪ D_f (independent of the forget request)
-    def build_original() -> tuple[nn.Module, dict[str, Any]]:
+    # 2. the original model, trained on D_r ∪ D_f (independent of the forget request); with
+    #    ``sparsity``, pruned from the dense one and retrained under its mask (sparsity/omp.py)
+    def build_dense() -> tuple[nn.Module, dict[str, Any]]:
         model = experiment.make_model(seed)
         stats = train(model, base.train, config.train, generator=generator(seed, "original"), desc="original")
         return model, {"seconds": stats.seconds, "final_loss": stats.final_loss}
 
-    original_identity = {k: v for k, v in experiment.identity.items() if k != "forget"}
-    original, meta, cached = experiment.cache.get_or_build(
-        {"kind": "original", "identity": original_identity, "seed": seed}, experiment.make_model(seed), build_original)
+    dense_identity = {k: v for k, v in experiment.identity.items() if k not in ("forget", "sparsity", "sparsity_rewind")}
+
+    def dense_original() -> tuple[nn.Module, dict[str, Any], bool]:
+        return experiment.cache.get_or_build({"kind": "original", "identity": dense_identity, "seed": seed},
+                                             experiment.make_model(seed), build_dense)
+
+    def build_sparse() -> tuple[nn.Module, dict[str, Any]]:
+        dense, dense_meta, dense_cached = dense_original()
+        log.info("seed %d: dense original %s; pruning to %g%%", seed, "loaded from cache" if dense_cached else "trained",
+                 100 * config.sparsity)
+        start = time.perf_counter()
+        model = omp_rewind(dense, experiment.make_model(seed), base.train, config.train, sparsity=config.sparsity,
+                           rewind=config.sparsity_rewind, replay=generator(seed, "original"),
+                           generator=generator(seed, "sparse original"))
+        # the cost of a sparse original includes its dense parent
+        return model, {"seconds": dense_meta["seconds"] + time.perf_counter() - start, "sparsity": sparsity_of(model)}
+
+    if config.sparsity:
+        original_identity = {k: v for k, v in experiment.identity.items() if k != "forget"}
+        template = experiment.make_model(seed)  # with all-ones masks, replaced by the cached ones
+        attach_masks(template, {n: torch.ones_like(w) for n, w in prunable(template).items()})
+        original, meta, cached = experiment.cache.get_or_build(
+            {"kind": "original-omp", "identity": original_identity, "seed": seed}, template, build_sparse)
+    else:
+        original, meta, cached = dense_original()
     log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
              meta["seconds"])
     # 3. the forget request, validated before any model is touched
@@ -237,7 +269,8 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
     record = {"key": job.key, "experiment": experiment.digest, "config": to_dict(config), "seed": job.seed,
               "code_version": code_version(), "out_dir": job.out_dir, "n_retain": len(split.retain),
               "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash,
-              "row": row.label, "method": row.method, "trial": row.trial, "params": row.params}
+              "sparsity": sparsity_of(setup.original), "row": row.label, "method": row.method, "trial": row.trial,
+              "params": row.params}
     try:
         if row.method is None:
             model, seconds, cached = setup.original, 0.0, True
