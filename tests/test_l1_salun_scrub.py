@@ -102,9 +102,10 @@ def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps
     model = fresh_copy(toy_original)
     model.register_forward_pre_hook(spy)  # deep-copied into the student and the teacher
     rounds, epoch_share = 4, 0.5
-    create_method("scrub", rounds=rounds, msteps=msteps, epoch_share=epoch_share, lr_share=0.01).unlearn(
+    create_method("scrub", rounds=rounds, msteps=msteps, epoch_share=epoch_share, lr_share=0.01,
+                  forget_batch_size=32).unlearn(
         model, split, generator=torch.Generator().manual_seed(0))
-    per_f = math.ceil(len(split.forget) / TOY_BUDGET.batch_size)
+    per_f = math.ceil(len(split.forget) / 32)
     total = math.ceil(epoch_share * TOY_BUDGET.epochs * math.ceil(len(split.retain) / TOY_BUDGET.batch_size))
     expected = "".join("f" * per_f * (r < msteps) + "r" * (total * (r + 1) // rounds - total * r // rounds)
                        for r in range(rounds))
