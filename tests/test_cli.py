@@ -122,3 +122,16 @@ def test_prepare_seed_gives_the_recipe_split_and_cached_oracle(tmp_path):
     assert len(setup.split.retain) == record["n_retain"]
     oracle, seconds, cached = setup.oracle()
     assert cached and seconds == record["seconds"]
+
+
+def test_changed_hyperparameters_get_their_own_rows(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["run", *TINY, "--seeds", "0", "--methods", "ft", "--out", str(out), "noise_floor=false", "attacks=false"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base + ["params.ft.lr_share=0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "| FT |" in printed and "lr_share" not in printed  # the run shows only its own setting
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ft (lr_share=0.1)" in printed and "ft (lr_share=0.5)" in printed

@@ -6,13 +6,16 @@ from pathlib import Path
 import pytest
 
 from unlearnkit.experiments import load_config
+from unlearnkit.experiments.adversarial import load_adversarial_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+LOADERS = {"run": load_config, "damage": load_adversarial_config, "heal": load_adversarial_config}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_config_loads_and_starts_with_its_command(path):
     first = path.read_text().splitlines()[0]
-    assert first == f"# unlearnkit run --config configs/{path.name}"
-    config = load_config(path)
+    command = first.split()[2] if first.startswith("# unlearnkit ") else None
+    assert command in LOADERS and first == f"# unlearnkit {command} --config configs/{path.name}"
+    config = LOADERS[command](path)
     assert config.seeds

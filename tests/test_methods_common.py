@@ -18,9 +18,18 @@ TOY_PARAMS: dict[str, dict] = {
     "ft": {"epoch_share": 1.0, "lr_share": 1.0},
     "ga": {"lr_share": 0.2, "epochs": 2},
     "rl": {"epoch_share": 0.5, "lr_share": 0.5},
-    "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5},
+    "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5, "retain_weight": 0.95},
+    # FF forgets only by noise: on the toy model, noise that reaches the class reaches D_r as well
+    # (forget 99 → 6, retain 100 → 60 here); the W1 figures are in its docstring.
+    "ff": {"alpha": 1e-6, "variance_cap": 1e6, "head_variance_cap": 1e5},
+    "l1-sparse": {"epoch_share": 1.0, "lr_share": 1.0},
+    "salun": {"epoch_share": 0.5, "lr_share": 0.5},
     "dau": {"iterations": 30, "pretrain_steps": 20},
     "dau-nobt": {"iterations": 30, "pretrain_steps": 20},
+    # SCRUB's max-steps (unbounded KL ascent) diverge easily on this BN-free model: of a 24-point
+    # grid (rounds 3/5, msteps 2/3, lr_share 0.1–1, epoch_share 0.2/0.5) half ended in NaN; this
+    # setting forgets the class (99 → 0) and keeps test accuracy 69.5 of a possible ~75.
+    "scrub": {"epoch_share": 0.5, "lr_share": 0.1, "rounds": 3, "msteps": 2, "forget_batch_size": 32},
 }
 METHODS = list_methods()
 
@@ -43,10 +52,16 @@ def test_input_model_unchanged_and_same_architecture(name, toy_original, toy_ran
     out = toy_method(name).unlearn(toy_original, toy_random_split, generator=torch.Generator().manual_seed(0))
     assert same_state(before, state(toy_original)), f"{name} mutated the model it was given"
     assert out is not toy_original
-    assert type(out) is type(toy_original)
-    assert {k: v.shape for k, v in out.state_dict().items()} == {k: v.shape for k, v in before.items()}
-    assert next(out.parameters()).device == next(toy_original.parameters()).device
-    assert not same_state(before, state(out)), f"{name} returned the original weights unchanged"
+    # a method that declares ``returns_ensemble`` (SISA) returns models of the input's architecture
+    # inside an ensemble: each member must pass the checks a single returned model passes
+    models = list(out.members) if getattr(type(toy_method(name)), "returns_ensemble", False) else [out]
+    assert models
+    for model in models:
+        assert model is not toy_original
+        assert type(model) is type(toy_original)
+        assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in before.items()}
+        assert next(model.parameters()).device == next(toy_original.parameters()).device
+        assert not same_state(before, state(model)), f"{name} returned the original weights unchanged"
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -1,4 +1,4 @@
-"""``unlearnkit``: ls | run | report."""
+"""``unlearnkit``: ls | run | report | tune | damage | heal."""
 from __future__ import annotations
 
 import argparse
@@ -8,17 +8,18 @@ from pathlib import Path
 
 from .errors import UnlearnKitError
 
-LISTS = ("datasets", "models", "methods", "attacks", "scenarios")
+LISTS = ("datasets", "models", "methods", "attacks", "scenarios", "adversaries")
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    from .adversary import list_adversaries
     from .attacks import list_attacks
     from .data import list_datasets, list_scenarios
     from .methods import list_methods
     from .models import list_models
 
     listers = {"datasets": list_datasets, "models": list_models, "methods": list_methods,
-               "attacks": list_attacks, "scenarios": list_scenarios}
+               "attacks": list_attacks, "scenarios": list_scenarios, "adversaries": list_adversaries}
     for kind in [args.kind] if args.kind else LISTS:
         print(f"{kind}: {', '.join(listers[kind]())}")
     return 0
@@ -40,6 +41,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"out_dir={args.out}")
     if args.data_dir is not None:
         out.append(f"data.data_dir={args.data_dir}")
+    if args.sparsity is not None:
+        out.append(f"sparsity={args.sparsity}")
     return out
 
 
@@ -48,9 +51,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.recipe import default_out_dir
     from .report import experiment_report
 
+    from .backends import create_backend
+
     config = load_config(args.config, _overrides(args))
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
-    records = run_experiment(config, dry_run=args.dry_run)
+    backend = create_backend(args.backend)
+    try:
+        records = run_experiment(config, dry_run=args.dry_run, backend=backend)
+    finally:
+        backend.close()
     if args.dry_run:
         print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
         return 0
@@ -61,13 +70,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .experiments.records import RecordStore
-    from .report import experiment_report
+    from .report import experiment_report, sparsity_report
 
-    records = list(RecordStore(args.out_dir))
-    if not records:
-        raise UnlearnKitError(f"no records in {Path(args.out_dir) / 'records.jsonl'}")
-    print(experiment_report(records))
+    records: dict[str, dict] = {}
+    for out_dir in args.out_dirs:
+        found = list(RecordStore(out_dir))
+        if not found:
+            raise UnlearnKitError(f"no records in {Path(out_dir) / 'records.jsonl'}")
+        records.update((r["key"], r) for r in found)
+    print(experiment_report(records.values()))
+    comparison = sparsity_report(records.values())
+    if comparison:
+        print(comparison)
     return 0
+
+
+def _cmd_adversarial(args: argparse.Namespace) -> int:
+    from .experiments.adversarial import load_adversarial_config, run_damage
+    from .experiments.healing import run_heal
+
+    overrides = list(args.overrides)
+    for name, value in (("seeds", args.seeds), ("methods", args.methods), ("strategies", getattr(args, "strategies", None))):
+        if value is not None:
+            overrides.append(f"{name}=[{value}]")
+    if args.out is not None:
+        overrides.append(f"out_dir={args.out}")
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    config = load_adversarial_config(args.config, overrides)
+    run = run_damage if args.command == "damage" else run_heal
+    records = run(config, dry_run=args.dry_run)
+    out_dir = Path(config.out_dir or f"runs/{args.command}")
+    if args.dry_run:
+        print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
+        return 0
+    print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "no records")
+    print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
+    return 1 if any(r.get("status") != "ok" for r in records) else 0
+
+
+def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
+    p = sub.add_parser(name, help=help, description=description + " Extra arguments are key=value overrides.")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--config", help="YAML experiment file (configs/w1-damage.yaml, configs/w1-heal.yaml)")
+    p.add_argument("--methods", help="comma-separated unlearning methods (default: all registered)")
+    if name == "damage":
+        p.add_argument("--strategies", help="comma-separated adversaries (see `unlearnkit ls adversaries`)")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--out", help=f"output folder (default runs/{name})")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    p.set_defaults(func=_cmd_adversarial)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .experiments import load_config
+    from .experiments.tune import parse_grid, run_tune, tune_dir, tune_report
+
+    grid, overrides = parse_grid(args.method, args.overrides)
+    config = load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides})))
+    records = run_tune(config, grid)
+    print(tune_report(records, grid))
+    print(f"records: {tune_dir(config) / 'records.jsonl'}")
+    return 1 if any(r.get("status") != "ok" for r in records) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,26 +148,54 @@ def build_parser() -> argparse.ArgumentParser:
                                      "train.epochs=5 params.ft.lr_share=0.2 data.train_subset=2000")
     run.add_argument("overrides", nargs="*", metavar="key=value")
     run.add_argument("--config", help="YAML experiment file (see configs/)")
-    run.add_argument("--scenario", help="forget scenario: random | class | ids")
+    run.add_argument("--scenario", help="forget scenario: random | class | ids | adversarial:<strategy>")
     run.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
     run.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
     run.add_argument("--methods", help="comma-separated methods (default: all registered)")
     run.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
     run.add_argument("--out", help="output folder (default runs/<dataset>-<model>-<scenario>)")
     run.add_argument("--data-dir", help="folder holding the dataset files")
+    run.add_argument("--sparsity", help="prune the original model to this share of zero weights first (e.g. 0.95; "
+                                        "default 0 = dense)")
     run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    run.add_argument("--backend", default="local",
+                     help="where the runs (seed × method) and SISA shards go: local (default, in this process) or "
+                          "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
     run.set_defaults(func=_cmd_run)
 
-    rep = sub.add_parser("report", help="print the tables of an output folder's records")
-    rep.add_argument("out_dir")
+    rep = sub.add_parser("report", help="print the tables of output folders' records (dense and sparse side by side)",
+                         description="Print the tables of one or more output folders. Given a dense and a sparse "
+                                     "run of the same workload, also a table with dense and sparse columns.")
+    rep.add_argument("out_dirs", nargs="+", metavar="DIR")
     rep.set_defaults(func=_cmd_report)
+
+    tune = sub.add_parser("tune", help="search a method's hyperparameters on the validation split",
+                          description="Unlearn with every value given (name=v1,v2,...; several names = their "
+                                      "product), score each on the validation split against the retrain oracle "
+                                      "and print the best. The test set is never read. Other key=value "
+                                      "arguments are config overrides, as in run.")
+    tune.add_argument("overrides", nargs="*", metavar="name=v1,v2")
+    tune.add_argument("--method", required=True, help="the method to tune (see unlearnkit ls methods)")
+    tune.add_argument("--config", help="YAML experiment file (see configs/)")
+    tune.add_argument("--scenario", help="forget scenario: random | class | ids")
+    tune.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
+    tune.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
+    tune.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    tune.add_argument("--out", help="the experiment's output folder; records go to OUT/tune/")
+    tune.add_argument("--data-dir", help="folder holding the dataset files")
+    tune.add_argument("--sparsity", help="tune on the sparse original of this sparsity (e.g. 0.95)")
+    tune.set_defaults(func=_cmd_tune, methods=None)
+    _adversarial_parser(sub, "damage", "TA after malicious deletion requests: every method × strategy × budget",
+                        "Measure the damage of adversarial deletion requests for every unlearning method.")
+    _adversarial_parser(sub, "heal", "heal every method's model after the worst strategy's requests",
+                        "Heal unlearned models with the remaining data, twins, spares or random replacements.")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # key=value overrides may follow options
-    if args.command == "run":
+    if args.command in ("run", "tune", "damage", "heal"):
         args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
         extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
     if extra:

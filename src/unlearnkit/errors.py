@@ -31,3 +31,7 @@ class CheckpointError(UnlearnKitError):
 
 class TrainingError(UnlearnKitError):
     """Training or unlearning diverged (non-finite loss) or could not run."""
+
+
+class BackendError(UnlearnKitError):
+    """A job could not be run by its backend (e.g. a Ray worker kept dying past its retries)."""

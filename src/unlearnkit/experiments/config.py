@@ -19,6 +19,7 @@ import yaml
 
 from ..data.scenarios import ForgetRequest
 from ..errors import ConfigError
+from ..sparsity.omp import DEFAULT_REWIND
 from ..training.config import TrainConfig
 
 
@@ -54,9 +55,12 @@ class RunConfig:
     split, forget set, original model and method randomness. ``noise_floor`` adds a second retrain
     with another training seed, whose distance to the first is the floor below which a method's
     disparity means nothing. ``cache_dir`` (default ``$UNLEARNKIT_CACHE/models``) holds the
-    original models and retrain oracles by content hash. ``samia`` adds the SAMIA transformer attack
-    (DAU's attacker, ``attacks/samia.py``) to the audit of every row run from then on: slower
-    (~10 s per row on W1), so off by default; it does not change cached models or record keys.
+    original models and retrain oracles by content hash. ``sparsity`` > 0 makes the original
+    model sparse by one-shot magnitude pruning with weight rewinding to ``sparsity_rewind`` of its
+    training (sparsity/omp.py); the retrain oracle then trains from scratch under the same mask.
+    ``samia`` adds the SAMIA transformer attack (DAU's attacker, ``attacks/samia.py``) to the audit
+    of every row run from then on: slower (~10 s per row on W1), so off by default; it does not
+    change cached models or record keys.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -71,8 +75,14 @@ class RunConfig:
     samia: bool = False
     out_dir: str | None = None
     cache_dir: str | None = None
+    sparsity: float = 0.0
+    sparsity_rewind: float = DEFAULT_REWIND
 
     def __post_init__(self) -> None:
+        if not 0 <= self.sparsity < 1:
+            raise ConfigError(f"sparsity must lie in [0, 1) (0 = dense, 0.95 = 95% of weights pruned), got {self.sparsity}")
+        if not 0 <= self.sparsity_rewind < 1:
+            raise ConfigError(f"sparsity_rewind must lie in [0, 1) (share of training to rewind to), got {self.sparsity_rewind}")
         if not self.seeds:
             raise ConfigError("seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):

@@ -2,7 +2,9 @@
 
 Reads top to bottom. For every seed: carve D_v, train (or load) the original model, draw the
 forget set, train (or load) the retrain oracle, then run and audit every method, appending one
-record per (seed, row). Rows already recorded are skipped, so an interrupted run resumes.
+record per (seed, row). Rows already recorded are skipped, so an interrupted run resumes. Each
+(seed, row) is a job (:func:`run_row`) that a backend (backends.py: in process, or Ray) runs;
+the driver (:func:`run_experiment`) alone writes the records.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adversary.scenario import check_scenario, request_ids
 from ..attacks.samia import samia_audit
+from ..backends import Backend, LocalBackend
 from ..data.dataset import Dataset, load_dataset
-from ..data.scenarios import select_forget_ids
 from ..data.splits import ForgetSplit, base_split, forget_split
 from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
 from ..metrics.audit import audit_with_outputs, avg_disparity, per_sample_values
 from ..models.base import create_model
+from ..sparsity.masks import attach_masks, masks_of, prunable, sparsity_of
+from ..sparsity.omp import omp_rewind
 from ..training.loop import train
 from ..version import code_version
 from .cache import ModelCache
@@ -48,7 +54,8 @@ def generator(*parts: Any) -> torch.Generator:
 
 def default_out_dir(config: RunConfig) -> Path:
     scenario = config.forget.scenario + (f"{config.forget.forget_class}" if config.forget.scenario == "class" else "")
-    return Path("runs") / f"{config.data.name}-{config.model.name}-{scenario}"
+    sparse = f"-sparse{config.sparsity:g}" if config.sparsity else ""
+    return Path("runs") / f"{config.data.name}-{config.model.name}-{scenario}{sparse}"
 
 
 def dataset_fingerprint(ds: Dataset) -> str:
@@ -63,7 +70,8 @@ def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
     """What determines the results, apart from seed and method: the record key's base.
 
     Top-level options left at their defaults are omitted, so adding a new option (with a default
-    that reproduces the old behaviour) keeps existing records and cached models valid.
+    that reproduces the old behaviour) keeps existing records and cached models valid. A dense run
+    (``sparsity`` 0) ignores ``sparsity_rewind``.
     """
     d = to_dict(config)
     for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia"):
@@ -71,6 +79,8 @@ def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
     defaults = to_dict(RunConfig())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
         d.pop(k)
+    if not config.sparsity:
+        d.pop("sparsity_rewind", None)
     d["data"].pop("data_dir")
     d["data_fingerprint"] = fingerprint
     return d
@@ -112,15 +122,19 @@ class Experiment:
     digest: str
     cache: ModelCache
 
-    def make_model(self, seed: int) -> nn.Module:
-        """A freshly initialised model of the configured architecture (init drawn from ``seed``)."""
+    def make_model(self, seed: int, *, masks_like: nn.Module | None = None) -> nn.Module:
+        """A freshly initialised model of the configured architecture (init drawn from ``seed``);
+        with ``masks_like``, carrying that model's pruning masks (e.g. a cache template of a sparse run)."""
         c = self.config
-        return create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
-                            seed=derive_seed(seed, "init"), **c.model.options)
+        model = create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
+                             seed=derive_seed(seed, "init"), **c.model.options)
+        masks = masks_of(masks_like) if masks_like is not None else {}
+        return attach_masks(model, masks) if masks else model
 
 
 def load_experiment(config: RunConfig) -> Experiment:
     """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    check_scenario(config.forget)
     dataset = load_dataset(config.data.name, **_dataset_kwargs(config))
     identity = experiment_identity(config, dataset_fingerprint(dataset))
     return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
@@ -164,7 +178,7 @@ class SeedSetup:
         exp = self.experiment
         key = {"kind": method.name, "identity": exp.identity, "seed": self.seed, "trial": trial,
                "forget": self.forget_hash, "params": method_params(method)}
-        model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed), build)
+        model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed, masks_like=self.original), build)
         return model, meta["seconds"], was_cached
 
 
@@ -175,102 +189,189 @@ def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
     base, test = base_split(dataset, val_fraction=config.data.val_fraction, train_subset=config.data.train_subset,
                             test_subset=config.data.test_subset, seed=seed)
 
-    # 2. the original model, trained on D_r ∪ D_f (independent of the forget request)
-    def build_original() -> tuple[nn.Module, dict[str, Any]]:
+    # 2. the original model, trained on D_r ∪ D_f (independent of the forget request); with
+    #    ``sparsity``, pruned from the dense one and retrained under its mask (sparsity/omp.py)
+    def build_dense() -> tuple[nn.Module, dict[str, Any]]:
         model = experiment.make_model(seed)
         stats = train(model, base.train, config.train, generator=generator(seed, "original"), desc="original")
         return model, {"seconds": stats.seconds, "final_loss": stats.final_loss}
 
-    original_identity = {k: v for k, v in experiment.identity.items() if k != "forget"}
-    original, meta, cached = experiment.cache.get_or_build(
-        {"kind": "original", "identity": original_identity, "seed": seed}, experiment.make_model(seed), build_original)
+    dense_identity = {k: v for k, v in experiment.identity.items() if k not in ("forget", "sparsity", "sparsity_rewind")}
+
+    def dense_original() -> tuple[nn.Module, dict[str, Any], bool]:
+        return experiment.cache.get_or_build({"kind": "original", "identity": dense_identity, "seed": seed},
+                                             experiment.make_model(seed), build_dense)
+
+    def build_sparse() -> tuple[nn.Module, dict[str, Any]]:
+        dense, dense_meta, dense_cached = dense_original()
+        log.info("seed %d: dense original %s; pruning to %g%%", seed, "loaded from cache" if dense_cached else "trained",
+                 100 * config.sparsity)
+        start = time.perf_counter()
+        model = omp_rewind(dense, experiment.make_model(seed), base.train, config.train, sparsity=config.sparsity,
+                           rewind=config.sparsity_rewind, replay=generator(seed, "original"),
+                           generator=generator(seed, "sparse original"))
+        # the cost of a sparse original includes its dense parent
+        return model, {"seconds": dense_meta["seconds"] + time.perf_counter() - start, "sparsity": sparsity_of(model)}
+
+    if config.sparsity:
+        original_identity = {k: v for k, v in experiment.identity.items() if k != "forget"}
+        template = experiment.make_model(seed)  # with all-ones masks, replaced by the cached ones
+        attach_masks(template, {n: torch.ones_like(w) for n, w in prunable(template).items()})
+        original, meta, cached = experiment.cache.get_or_build(
+            {"kind": "original-omp", "identity": original_identity, "seed": seed}, template, build_sparse)
+    else:
+        original, meta, cached = dense_original()
     log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
              meta["seconds"])
     # 3. the forget request, validated before any model is touched
-    forget_ids = select_forget_ids(base.train, config.forget, generator=generator(seed, "forget"))
+    forget_ids = request_ids(base.train, config.forget, model=original, reference=base.val,  # adversarial:* reads the model
+                             generator=generator(seed, "forget"))
     split = forget_split(base, test, forget_ids, config.train,
                          config.forget.forget_class if config.forget.scenario == "class" else None)
     return SeedSetup(experiment, seed, original, meta["seconds"], cached, split)
 
 
-def run_experiment(config: RunConfig, *, dry_run: bool = False) -> list[dict[str, Any]]:
-    """Run ``config``; return the records of this experiment (old and new), seed by seed."""
+@dataclass(frozen=True)
+class RowJob:
+    """One row of one seed: the unit a backend runs (``out_dir`` only goes into the record)."""
+
+    seed: int
+    row: Row
+    key: str
+    out_dir: str
+
+
+_SETUPS: "weakref.WeakKeyDictionary[Experiment, dict[int, SeedSetup]]" = weakref.WeakKeyDictionary()
+
+
+def seed_setup(experiment: Experiment, seed: int) -> SeedSetup:
+    """:func:`prepare_seed`, done once per seed for each experiment object in a process."""
+    setups = _SETUPS.setdefault(experiment, {})
+    if seed not in setups:
+        setups[seed] = prepare_seed(experiment, seed)
+    return setups[seed]
+
+
+def _prepare_job(experiment: Experiment, seed: int) -> None:
+    seed_setup(experiment, seed)
+
+
+def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """Steps 4–5 of the recipe for one (seed, row): unlearn (or load from the cache) and audit.
+
+    Returns the record, still without its comparison with the oracle (the driver adds it), and the
+    per-sample values. Writes nothing but the content-addressed model caches, so it can run
+    anywhere and run twice.
+    """
+    config, row = experiment.config, job.row
+    setup = seed_setup(experiment, job.seed)
+    split = setup.split
+    log.info("seed %d: %s", job.seed, row.label)
+    record = {"key": job.key, "experiment": experiment.digest, "config": to_dict(config), "seed": job.seed,
+              "code_version": code_version(), "out_dir": job.out_dir, "n_retain": len(split.retain),
+              "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash,
+              "sparsity": sparsity_of(setup.original), "row": row.label, "method": row.method, "trial": row.trial,
+              "params": row.params}
+    try:
+        if row.method is None:
+            model, seconds, cached = setup.original, 0.0, True
+        elif row.method == REFERENCE:
+            model, seconds, cached = setup.oracle(row.trial, config.params.get(REFERENCE, {}))
+        else:
+            model, seconds, cached = setup.run_method(create_method(row.method, **config.params.get(row.method, {})),
+                                                      row.trial)
+        # a method with a one-off set-up (SISA trains, or loads, its ensemble of the full training
+        # set first) times its unlearning itself: the set-up is training, not unlearning
+        if getattr(model, "unlearning_seconds", None) is not None:
+            seconds = model.unlearning_seconds
+        check_finite_model(model, row.label)
+        metrics, outs = audit_with_outputs(model, split, attacks=config.attacks)
+        if config.samia:
+            metrics.update(samia_audit(model, split, seed=job.seed))
+    except TrainingError as e:
+        if row.label == REFERENCE:
+            raise  # no table without its reference
+        log.error("seed %d: %s failed: %s", job.seed, row.label, e)
+        return {**record, "status": "failed", "error": str(e), "metrics": {}, "seconds": float("nan"),
+                "from_cache": False}, None
+    cost = getattr(model, "cost", None)
+    record.update(status="ok", metrics=metrics, seconds=seconds, from_cache=cached, **({"cost": cost} if cost else {}))
+    return record, per_sample_values(outs, split)
+
+
+def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend | None = None
+                   ) -> list[dict[str, Any]]:
+    """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters).
+
+    The driver lists the (seed, row) jobs not yet recorded; ``backend`` (default: this process, in
+    order) first prepares each seed, so that the original model is in the content-addressed cache
+    before parallel jobs need it, then runs the jobs (:func:`run_row`). The driver alone writes
+    records: each as it arrives (a row waits for its seed's oracle, which its record is compared
+    with), once per key, so a job that a backend reran after its worker died is recorded once and
+    nothing recorded before is touched.
+    """
+    backend = backend or LocalBackend()
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     store = RecordStore(out_dir)
     experiment = load_experiment(config)
     rows = rows_for(config)
-    recorded = store.keys()
+    written = store.keys()
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
+    wanted = {key(seed, row) for seed in config.seeds for row in rows}
+    mine = lambda: [r for r in store if r["key"] in wanted]  # noqa: E731  (this config's rows only)
 
+    jobs = []
     for seed in config.seeds:
-        pending = [r for r in rows if key(seed, r) not in recorded]
+        pending = [r for r in rows if key(seed, r) not in written]
         log.info("seed %d: %d of %d rows to run%s", seed, len(pending), len(rows),
                  f" ({', '.join(r.label for r in pending)})" if pending else "")
-        if dry_run or not pending:
-            continue
-        setup = prepare_seed(experiment, seed)
-        split = setup.split
-        context = {"experiment": experiment.digest, "config": to_dict(config), "seed": seed,
-                   "code_version": code_version(), "out_dir": str(out_dir), "n_retain": len(split.retain),
-                   "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash}
+        jobs += [RowJob(seed, r, key(seed, r), str(out_dir)) for r in pending]
+    if dry_run or not jobs:
+        return mine()
+    seeds = list(dict.fromkeys(job.seed for job in jobs))
+    for _ in backend.map(_prepare_job, seeds, common=experiment):
+        pass
+    references = {seed: store.get(key(seed, rows[1])) for seed in seeds}
+    waiting: dict[int, list] = {seed: [] for seed in seeds}
 
-        # 4. the retrain oracle (cached by content) and its audit: the reference of every row
-        def unlearn(row: Row) -> tuple[nn.Module, float, bool]:
-            if row.method == REFERENCE:
-                return setup.oracle(row.trial, config.params.get(REFERENCE, {}))
-            return setup.run_method(create_method(row.method, **config.params.get(row.method, {})), row.trial)
+    def write(record: dict[str, Any], samples: dict[str, np.ndarray] | None) -> None:
+        if record["key"] in written:
+            return
+        is_reference = record["row"] == REFERENCE
+        record = _compared(record, None if is_reference else references[record["seed"]])
+        if samples is not None:
+            save_samples(out_dir / "samples" / f"{record['key']}.npz", samples)
+        store.append(record)
+        written.add(record["key"])
+        if is_reference:
+            references[record["seed"]] = record
 
-        def measure(model: nn.Module, record_key: str) -> dict[str, float]:
-            """Audit ``model``; keep its per-sample values in samples/<record key>.npz."""
-            metrics, outs = audit_with_outputs(model, split, attacks=config.attacks)
-            if config.samia:
-                metrics.update(samia_audit(model, split, seed=seed))
-            save_samples(out_dir / "samples" / f"{record_key}.npz", per_sample_values(outs, split))
-            return metrics
-
-        reference_row = rows[1]
-        reference_record = store.get(key(seed, reference_row))
-        if reference_record is None:
-            ref_model, ref_seconds, ref_cached = unlearn(reference_row)
-            reference_record = _record(key(seed, reference_row), reference_row, context,
-                                       measure(ref_model, key(seed, reference_row)), ref_seconds, ref_cached, None,
-                                       ref_seconds)
-            store.append(reference_record)
-        reference = reference_record["metrics"]
-        ref_seconds = reference_record["seconds"]
-        # 5. every other row: run, audit, compare with the oracle, record
-        for row in rows:
-            k = key(seed, row)
-            if k in recorded or row is reference_row:
-                continue
-            log.info("seed %d: %s", seed, row.label)
-            try:
-                if row.method is None:
-                    model, seconds, was_cached = setup.original, 0.0, True
-                else:
-                    model, seconds, was_cached = unlearn(row)
-                check_finite_model(model, row.label)
-                rec = _record(k, row, context, measure(model, k), seconds, was_cached, reference, ref_seconds)
-            except TrainingError as e:
-                log.error("seed %d: %s failed: %s", seed, row.label, e)
-                rec = {**_record(k, row, context, {}, float("nan"), False, None, ref_seconds), "status": "failed",
-                       "error": str(e)}
-            store.append(rec)
-        from ..report.table import experiment_report  # late import: report depends on records only
-        write_atomic(out_dir / "table.md", experiment_report([r for r in store if r.get("experiment") == experiment.digest]))
-    return [r for r in store if r.get("experiment") == experiment.digest]
+    for _, (record, samples) in backend.map(run_row, jobs, common=experiment):
+        seed = record["seed"]
+        if record["row"] == REFERENCE:
+            write(record, samples)
+            for item in waiting.pop(seed, []):
+                write(*item)
+        elif references[seed] is None:
+            waiting[seed].append((record, samples))
+        else:
+            write(record, samples)
+    from ..report.table import experiment_report  # late import: report depends on records only
+    write_atomic(out_dir / "table.md", experiment_report(mine()))
+    return mine()
 
 
-def _record(key: str, row: Row, context: dict[str, Any], metrics: dict[str, float], seconds: float, cached: bool,
-            reference: dict[str, float] | None, ref_seconds: float) -> dict[str, Any]:
-    disparity = avg_disparity(metrics, reference) if reference is not None and metrics else (0.0 if row.label == REFERENCE else None)
-    return {
-        "key": key, **context, "row": row.label, "method": row.method, "trial": row.trial, "params": row.params,
-        "status": "ok", "metrics": metrics, "avg_disparity": disparity, "seconds": seconds, "from_cache": cached,
-        "time_vs_retrain": seconds / ref_seconds if ref_seconds else None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+def _compared(record: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    """``record`` with its distance to the oracle's ``reference`` record (None: it is the oracle)."""
+    ok = record["status"] == "ok" and record["metrics"]
+    if reference is None:
+        disparity, ref_seconds = 0.0, record["seconds"]
+    else:
+        disparity = avg_disparity(record["metrics"], reference["metrics"]) if ok else None
+        ref_seconds = reference["seconds"]
+    return {**record, "avg_disparity": disparity, "time_vs_retrain": record["seconds"] / ref_seconds if ref_seconds else None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def save_samples(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -20,6 +20,11 @@ class Retrain:
     The same recipe as the original model (``split.budget``), so that retrain differs from the
     original only by the absence of D_f. ``epoch_share`` scales the epochs (Jia et al. retrain 160
     of 182 epochs; we default to the full budget so the oracle is the model "never trained on D_f").
+
+    A sparse model keeps its pruning masks: fresh weights are drawn and trained under the same mask
+    (Jia et al.'s reference also retrains from scratch under the sparse model's mask; its initial
+    weights come from its training seed, ours from ``generator``, so the noise-floor twin differs
+    from the oracle by its draw only, as in the dense case).
     """
 
     epoch_share: float = 1.0

@@ -1,6 +1,7 @@
 """Records → tables in the layout of the papers (mean ± 95% CI over seeds), as Markdown."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any, Iterable
 
@@ -89,10 +90,31 @@ def attacks_table(records: list[dict[str, Any]]) -> str:
         f"the Retrain row, not 50.{samia}\n"
 
 
+def distinguish_variants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each hyperparameter setting of a row its own label, e.g. ``ga (lr_share=0.0001)``.
+
+    A folder may hold records of one method under several settings (a rerun after a default
+    changed); averaging them together would mix two different methods in one row.
+    """
+    variants: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        variants[r["row"]][json.dumps(r.get("params", {}), sort_keys=True)] = r.get("params", {})
+    out = []
+    for r in records:
+        settings = list(variants[r["row"]].values())
+        if len(settings) == 1:
+            out.append(r)
+            continue
+        differing = sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
+        own = r.get("params", {})
+        out.append({**r, "row": f"{r['row']} ({', '.join(f'{k}={own.get(k)}' for k in differing)})"})
+    return out
+
+
 def experiment_report(records: Iterable[dict[str, Any]]) -> str:
     """One section per experiment found in ``records``."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
+    for r in distinguish_variants(list(records)):
         groups[r["experiment"]].append(r)
     parts = []
     for rs in groups.values():

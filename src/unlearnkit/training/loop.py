@@ -67,6 +67,8 @@ def train(
     loss_fn: LossFn = cross_entropy_loss,
     desc: str = "train",
     after_step: Callable[[nn.Module], None] | None = None,
+    start_step: int = 0,
+    stop_step: int | None = None,
 ) -> TrainStats:
     """Train ``model`` in place on ``samples`` with SGD under ``config``; return the statistics.
 
@@ -74,6 +76,11 @@ def train(
     gives the same weights on CPU. Pruning masks carried by the model (sparsity/masks.py) hold:
     pruned weights and their gradients are zeroed at every step. ``after_step`` runs after every
     optimiser step. The model is left in eval mode.
+
+    ``start_step`` / ``stop_step`` run only the steps ``[start_step, stop_step)`` of the schedule
+    that ``config`` defines over its whole budget (learning rate as at those steps; momentum starts
+    at zero): stopping at step k with the original generator replays a run's first k steps exactly,
+    and starting at k resumes its schedule there (weight rewinding, sparsity/omp.py).
 
     Raises:
         TrainingError: the loss became NaN or infinite (the model is then left half-trained; callers
@@ -84,14 +91,17 @@ def train(
     device = next(model.parameters()).device
     steps_per_epoch = math.ceil(len(samples) / config.batch_size)
     total = max(1, math.ceil(config.epochs * steps_per_epoch))
+    end = total if stop_step is None else stop_step
+    if not 0 <= start_step < end <= total:
+        raise TrainingError(f"{desc}: steps [{start_step}, {stop_step}) do not lie within the {total} steps of the budget")
     optimizer = make_optimizer(model.parameters(), config)
     augment = Augment() if config.augment else None
     apply_masks(model)
     model.train()
-    step, seen, loss = 0, 0, torch.tensor(float("nan"))
+    step, seen, loss = start_step, 0, torch.tensor(float("nan"))
     start = time.perf_counter()
-    with progress_bar(total, desc) as bar:
-        while step < total:
+    with progress_bar(end - start_step, desc) as bar:
+        while step < end:
             for x, y in samples.batches(config.batch_size, shuffle=True, generator=generator,
                                         augment=augment, device=device):
                 for group in optimizer.param_groups:
@@ -108,10 +118,10 @@ def train(
                 step += 1
                 seen += y.shape[0]
                 bar.update(1)
-                if step == total:
+                if step == end:
                     break
     model.eval()
-    return TrainStats(steps=step, samples=seen, seconds=time.perf_counter() - start, final_loss=float(loss.detach()))
+    return TrainStats(steps=step - start_step, samples=seen, seconds=time.perf_counter() - start, final_loss=float(loss.detach()))
 
 
 def scaled(config: TrainConfig, **changes) -> TrainConfig:

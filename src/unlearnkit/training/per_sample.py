@@ -5,6 +5,11 @@ gradient of one sample's loss with respect to the weights, for many samples. ``v
 computes a whole batch of them in one call. The model is evaluated in eval mode (BatchNorm uses
 its running statistics, dropout is off), which is what "the gradient of this sample's loss at these
 weights" means; pruned weights (sparsity masks) get exactly zero gradient.
+
+Built on them: :func:`fisher_diagonal` (the diagonal of the empirical or the expected Fisher, the
+latter summing every class's gradient weighted by the model's probability, as Golatkar et al.
+2020 do) and :func:`woodfisher_solve` (the damped empirical Fisher's inverse applied to vectors, as
+WoodFisher's recursion computes it; Singh & Alistarh 2020).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 from ..data.pool import Samples
 from ..sparsity.masks import masks_of
@@ -29,6 +34,25 @@ def trainable_names(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
+def _functional(model: nn.Module, names: list[str] | None):
+    """(parameters to differentiate, a function ``(params, x [1, ...]) -> logits [1, C]``)."""
+    names = trainable_names(model) if names is None else names
+    all_params = dict(model.named_parameters())
+    params = {n: all_params[n].detach() for n in names}
+    frozen = {n: p.detach() for n, p in all_params.items() if n not in params}
+    buffers = dict(model.named_buffers())
+
+    def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(model, ({**frozen, **p}, buffers), (x,))
+
+    return params, forward
+
+
+def _masked(model: nn.Module, grads: dict[str, Tensor]) -> dict[str, Tensor]:
+    masks = masks_of(model)
+    return {n: g * masks[n] if n in masks else g for n, g in grads.items()}
+
+
 def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss = _cross_entropy,
                      names: list[str] | None = None) -> dict[str, Tensor]:
     """Gradient of each sample's loss: parameter name → tensor ``[B, *param.shape]``.
@@ -39,15 +63,10 @@ def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss
         loss: per-sample loss of ``(logits [C], label [])``; cross-entropy by default.
         names: the parameters to differentiate (default: every trainable one).
     """
-    names = trainable_names(model) if names is None else names
-    all_params = dict(model.named_parameters())
-    params = {n: all_params[n].detach() for n in names}
-    frozen = {n: p.detach() for n, p in all_params.items() if n not in params}
-    buffers = dict(model.named_buffers())
+    params, forward = _functional(model, names)
 
     def sample_loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-        logits = functional_call(model, ({**frozen, **p}, buffers), (xi.unsqueeze(0),))
-        return loss(logits.squeeze(0), yi)
+        return loss(forward(p, xi.unsqueeze(0)).squeeze(0), yi)
 
     was_training = model.training
     model.eval()
@@ -55,8 +74,58 @@ def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss
         grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
     finally:
         model.train(was_training)
-    masks = masks_of(model)
-    return {n: g * masks[n] if n in masks else g for n, g in grads.items()}
+    return _masked(model, grads)
+
+
+def expected_squared_grads(model: nn.Module, x: Tensor, *, names: list[str] | None = None) -> dict[str, Tensor]:
+    """Per sample, ``Σ_c p(c|x) · (∇ CE(f(x), c))²`` (elementwise): ``name → [B, *param.shape]``.
+
+    The sample's contribution to the diagonal of the expected (true) Fisher: every class ``c``'s
+    cross-entropy gradient, weighted by the model's probability of ``c``. One forward pass per
+    sample and ``C`` vector–Jacobian products (the gradient of CE(·, c) with respect to the logits is
+    ``softmax − onehot(c)``), all vectorised. Eval mode, masks applied as in :func:`per_sample_grads`.
+    """
+    params, forward = _functional(model, names)
+
+    def sample_fisher(p: dict[str, Tensor], xi: Tensor) -> dict[str, Tensor]:
+        logits, pull = vjp(lambda q: forward(q, xi.unsqueeze(0)).squeeze(0), p)
+        probs = torch.softmax(logits.detach(), dim=0)
+        cotangents = probs.unsqueeze(0) - torch.eye(probs.shape[0], dtype=probs.dtype, device=probs.device)
+        (per_class,) = vmap(pull)(cotangents)  # name -> [C, *shape]: gradient of CE(·, c) for every c
+        return {n: torch.tensordot(probs, g.square(), dims=1) for n, g in per_class.items()}
+
+    was_training = model.training
+    model.eval()
+    try:
+        out = vmap(sample_fisher, in_dims=(None, 0))(params, x)
+    finally:
+        model.train(was_training)
+    return _masked(model, out)
+
+
+def fisher_diagonal(model: nn.Module, samples: Samples, *, expected: bool = True, batch_size: int = 16,
+                    names: list[str] | None = None) -> dict[str, Tensor]:
+    """Diagonal of the Fisher information of the mean cross-entropy over ``samples``.
+
+    ``expected=True`` (Golatkar et al. 2020): ``mean_i Σ_c p(c|x_i) (∇ CE(x_i, c))²``, the Fisher of
+    the model's own predictive distribution; ``expected=False``: the empirical Fisher,
+    ``mean_i (∇ CE(x_i, y_i))²`` with the true labels. Returns ``name → tensor of the parameter's
+    shape``; pruned weights get 0. ``batch_size`` samples are vectorised at a time (the expected
+    Fisher holds ``batch_size × C`` gradients in memory at once).
+
+    Raises:
+        ValueError: ``samples`` is empty.
+    """
+    if len(samples) == 0:
+        raise ValueError("the Fisher needs at least one sample")
+    device = next(model.parameters()).device
+    total: dict[str, Tensor] | None = None
+    for x, y in samples.batches(batch_size, device=device):
+        sq = (expected_squared_grads(model, x, names=names) if expected else
+              {n: g.square() for n, g in per_sample_grads(model, x, y, names=names).items()})
+        sums = {n: g.sum(dim=0) for n, g in sq.items()}
+        total = sums if total is None else {n: total[n] + sums[n] for n in total}
+    return {n: t / len(samples) for n, t in total.items()}
 
 
 def flat_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss = _cross_entropy,
@@ -98,3 +167,43 @@ def mean_flat_grad(model: nn.Module, samples: Samples, *, batch_size: int = 256,
         model.train(was_training)
     masks = masks_of(model)
     return torch.cat([(t * masks[n] if n in masks else t).reshape(-1) for n, t in zip(names, total)])
+
+
+def stack_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 32,
+                     loss: SampleLoss = _cross_entropy) -> Tensor:
+    """Every sample's flat gradient as the rows of one preallocated ``[len(samples), P]`` matrix."""
+    device = next(model.parameters()).device
+    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    out = torch.empty(len(samples), size, device=device)
+    row = 0
+    for g in iter_flat_grads(model, samples, batch_size=batch_size, loss=loss):
+        out[row : row + g.shape[0]] = g
+        row += g.shape[0]
+    return out
+
+
+def woodfisher_solve(grads: Tensor, vectors: Tensor, *, damping: float) -> Tensor:
+    """``F⁻¹ v`` for the damped empirical Fisher ``F = damping·I + (1/N) Σ_i g_i g_iᵀ``.
+
+    WoodFisher (Singh & Alistarh 2020) builds ``F⁻¹`` by N Sherman–Morrison updates, one per
+    gradient, starting from ``I / damping``. Their product has the closed form (Woodbury)
+    ``F⁻¹ = (I − Gᵀ (N·damping·I + G Gᵀ)⁻¹ G) / damping``, computed here with one N×N Gram matrix
+    and a Cholesky solve in float64: the same result and arithmetic (O(N²P)) as the recursion, as
+    two matrix products instead of N rounds of vector updates.
+
+    Args:
+        grads: ``[N, P]``, one per-sample gradient per row.
+        vectors: ``[P]`` or ``[P, k]``.
+        damping: ``> 0``.
+    Returns:
+        ``F⁻¹ v``, shaped like ``vectors``.
+    """
+    if not damping > 0:
+        raise ValueError(f"damping must be > 0, got {damping}")
+    n = grads.shape[0]
+    v = vectors.unsqueeze(1) if vectors.dim() == 1 else vectors
+    gram = (grads @ grads.T).double()
+    gram.diagonal().add_(n * damping)
+    coeffs = torch.cholesky_solve((grads @ v).double(), torch.linalg.cholesky(gram))
+    out = (v - grads.T @ coeffs.to(grads.dtype)) / damping
+    return out.squeeze(1) if vectors.dim() == 1 else out

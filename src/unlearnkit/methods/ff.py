@@ -1,0 +1,101 @@
+"""FF: Fisher forgetting (Golatkar et al. 2020, "Eternal Sunshine of the Spotless Net")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..data.pool import Samples
+from ..data.splits import ForgetSplit
+from ..sparsity.masks import apply_masks
+from ..training.per_sample import fisher_diagonal
+from .base import check, fresh_copy, positive, register_method
+
+HEAD_AND_BIAS_BOOST = 10.0  # their ×10 on the head's and on 1-D parameters' variance
+
+
+def retain_sample(retain: Samples, count: int, generator: torch.Generator) -> Samples:
+    """``count`` samples of D_r drawn without replacement (all of D_r if it is smaller)."""
+    if count >= len(retain):
+        return retain
+    return retain.take(torch.randperm(len(retain), generator=generator)[:count])
+
+
+def head_names(model: nn.Module) -> set[str]:
+    """Parameter names of the classifier head: ``model.head`` (every unlearnkit model has one),
+    otherwise the last ``nn.Linear``."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+        head = model.get_submodule(linears[-1]) if linears else None
+    ids = {id(p) for p in head.parameters()} if head is not None else set()
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
+def fisher_noise_std(model: nn.Module, fisher: dict[str, Tensor], alpha: float, *, cap: float = 1e3,
+                     head_cap: float = 1e2) -> dict[str, Tensor]:
+    """Per-weight noise standard deviation ``sqrt(alpha · clamp(1 / F))`` with Golatkar et al.'s
+    shaping: 1/F capped at ``cap`` (``head_cap`` in the head), averaged over each weight tensor's
+    input axis (one variance per output unit and kernel position), ×10 for the head and 1-D
+    parameters."""
+    head = head_names(model)
+    out = {}
+    for name, f in fisher.items():
+        var = alpha * (1.0 / (f + 1e-8)).clamp(max=head_cap if name in head else cap)
+        if var.dim() > 1:
+            var = var.mean(dim=1, keepdim=True).expand_as(var)
+        if name in head or var.dim() == 1:
+            var = var * HEAD_AND_BIAS_BOOST
+        out[name] = var.sqrt()
+    return out
+
+
+@register_method("ff")
+@dataclass(frozen=True, kw_only=True)
+class FisherForgetting:
+    """Add Gaussian noise to the weights, with variance ``alpha`` × the inverse diagonal Fisher of D_r.
+
+    Golatkar et al. scrub D_f by noise that leaves the directions D_r needs (high Fisher) nearly
+    untouched and drowns the others. As in their code (and Jia et al.'s ``fisher_new``): the
+    *expected* Fisher, ``mean_i Σ_c p(c|x_i)(∇ CE(x_i, c))²`` (per sample, not per mini-batch as
+    Jia et al. approximate it), and the variance shaping of :func:`fisher_noise_std`. Not
+    reproduced: their class-wise shortcut of zeroing the forgotten class's classifier row (and Jia
+    et al.'s doing so in random runs too, keyed on CIFAR-10's forget size) — that is not Fisher
+    forgetting.
+
+    Choices where the paper is silent: the Fisher is estimated on ``num_samples`` samples of D_r
+    drawn at random (default 500, ~0.05 × a W1 retrain; all of D_r costs ~100× more for the same
+    noise shape), vectorised with ``torch.func``. ``alpha`` (default 3e-7) was tuned on W1's
+    validation split against the retrain oracle (random 10%); the reference value 1e-9 changes
+    nothing on W1. ``variance_cap`` / ``head_variance_cap`` are Golatkar et al.'s clamps of 1/F (1e3,
+    1e2); raising them widens the gap between the noise on weights D_r needs and on the others.
+
+    On W1 no setting forgets a whole class: noise that reaches the class reaches D_r too. Seed 0,
+    class 0, accuracies forget / retain / validation (original 95.1 / 97.5 / 92.7): caps 1e3,
+    α = 1e-6 → 91.4 / 95.2 / 91.1, α = 1e-5 → 60.9 / 62.7 / 62.0; caps 1e5, α = 1e-6 → 11.0 /
+    27.4 / 26.7; caps 1e7, α = 1e-8 → 46.2 / 51.5 / 49.6. The default keeps the model usable and
+    forgets random samples a little; it does not forget a class. Pruned weights get no noise.
+    """
+
+    alpha: float = 3e-7
+    num_samples: int = 500
+    variance_cap: float = 1e3
+    head_variance_cap: float = 1e2
+
+    def __post_init__(self) -> None:
+        check(positive(self.alpha), f"ff.alpha must be > 0, got {self.alpha}")
+        check(self.num_samples >= 1, f"ff.num_samples must be >= 1, got {self.num_samples}")
+        check(positive(self.variance_cap), f"ff.variance_cap must be > 0, got {self.variance_cap}")
+        check(positive(self.head_variance_cap), f"ff.head_variance_cap must be > 0, got {self.head_variance_cap}")
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        new = fresh_copy(model)
+        fisher = fisher_diagonal(new, retain_sample(split.retain, self.num_samples, generator))
+        std = fisher_noise_std(new, fisher, self.alpha, cap=self.variance_cap, head_cap=self.head_variance_cap)
+        with torch.no_grad():
+            for name, p in new.named_parameters():
+                if name in std:
+                    p.add_(std[name] * torch.randn(p.shape, generator=generator).to(p.device))
+        apply_masks(new)
+        return new

@@ -1,0 +1,69 @@
+"""IU: influence unlearning (Koh & Liang 2017) with a WoodFisher inverse Hessian (Jia et al. 2023)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.splits import ForgetSplit
+from ..sparsity.masks import apply_masks
+from ..training.per_sample import mean_flat_grad, stack_flat_grads, trainable_names, woodfisher_solve
+from .base import check, fresh_copy, positive, register_method
+from .ff import retain_sample
+
+
+@register_method("iu")
+@dataclass(frozen=True, kw_only=True)
+class InfluenceUnlearning:
+    """One Newton step that removes D_f's influence: ``θ ← θ + alpha · (n_f / n_r) · F⁻¹ ∇L(D_f)``.
+
+    If θ minimises the loss on D_r ∪ D_f, then ``∇L(D_r) = −(n_f/n_r) ∇L(D_f)`` there, and one
+    Newton step on D_r's loss gives the step above with ``alpha = 1`` (Koh & Liang's influence
+    function, the Hessian of D_r's mean loss replaced by its empirical Fisher F). ``∇L(D_f)`` is
+    the gradient of the mean cross-entropy over all of D_f, as in Jia et al.'s code.
+
+    F is WoodFisher's damped empirical Fisher, ``damping·I + (1/N) Σ g_i g_iᵀ`` over the per-sample
+    gradients of ``num_samples`` samples of D_r drawn at random (default 512; the gradients are held
+    as an N × P matrix, 860 MB for W1's cnn), inverted exactly on them
+    (:func:`~unlearnkit.training.per_sample.woodfisher_solve`). Jia et al. differ in three ways we
+    do not copy: their recursion runs over mini-batch (32) gradients of all of D_r, its damping is
+    fixed at 1, and it carries the first gradient in place of ``F⁻¹ g`` for each later one, so it
+    is not the inverse of any Fisher; their ``alpha`` absorbs ``n_f / n_r``.
+
+    Defaults, tuned on W1's validation split against the retrain oracle (seed 0): ``damping`` 0.3;
+    ``alpha`` 9 for random requests and ``class_alpha`` 3 when the split is class-wise
+    (``split.forget_class`` set) — one value cannot serve both: a class's gradient points along
+    directions D_r's Fisher barely constrains, so its step is far longer. Class-wise, α = 3 gives
+    UA 100, RA 94.6 (validation disparity 1.23) while α = 10 collapses RA to 32%; on a random
+    request α = 3 barely moves the model and α = 9 brings UA from 2.7 to 5.8 (retrain 7.2) at RA 95.6.
+    """
+
+    alpha: float = 9.0
+    class_alpha: float = 3.0
+    damping: float = 0.3
+    num_samples: int = 512
+
+    def __post_init__(self) -> None:
+        check(positive(self.alpha), f"iu.alpha must be > 0, got {self.alpha}")
+        check(positive(self.class_alpha), f"iu.class_alpha must be > 0, got {self.class_alpha}")
+        check(positive(self.damping), f"iu.damping must be > 0, got {self.damping}")
+        check(self.num_samples >= 1, f"iu.num_samples must be >= 1, got {self.num_samples}")
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        new = fresh_copy(model)
+        forget_grad = mean_flat_grad(new, split.forget)
+        grads = stack_flat_grads(new, retain_sample(split.retain, self.num_samples, generator))
+        step = woodfisher_solve(grads, forget_grad, damping=self.damping)
+        del grads
+        alpha = self.class_alpha if split.forget_class is not None else self.alpha
+        step *= alpha * len(split.forget) / len(split.retain)
+        params = dict(new.named_parameters())
+        with torch.no_grad():
+            offset = 0
+            for name in trainable_names(new):
+                p = params[name]
+                p.add_(step[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+        apply_masks(new)
+        return new

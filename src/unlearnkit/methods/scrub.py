@@ -1,0 +1,108 @@
+"""SCRUB: a student that moves away from its teacher on D_f and stays with it on D_r (Kurmanji et al.
+2023, "Towards Unbounded Machine Unlearning")."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.splits import ForgetSplit
+from ..sparsity.masks import apply_masks, mask_gradients
+from ..training.loop import check_finite, make_optimizer, scaled
+from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+
+
+def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """KL(teacher ‖ student) of the temperature-softened outputs, × T², averaged over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+@register_method("scrub")
+@dataclass(frozen=True, kw_only=True)
+class SCRUB:
+    """Teacher = the original model (frozen); student = a copy, trained by alternating
+    max-steps on D_f — maximise KL(teacher ‖ student) — and min-steps on D_r — minimise
+    ``kl_weight · KL + ce_weight · CE`` (the paper's α and γ).
+
+    The run has ``rounds`` rounds (the reference's epochs): each of the first ``msteps`` rounds
+    starts with one pass of max-steps over D_f, then every round makes its share of the min-steps
+    over D_r, as in the reference code (meghdadk/SCRUB). The min-steps — ``epoch_share`` of the
+    original epochs over D_r — are spread evenly over the rounds, so a round is a slice of D_r
+    rather than a whole pass: the max/min alternation survives budgets below one epoch per round.
+    One SGD optimiser (momentum and weight decay of the original budget) serves both kinds of step,
+    as there. KL at ``temperature`` T, scaled by T² (the reference's DistillKL, T = 4); D_f batches
+    have ``forget_batch_size`` samples (the reference used 512 next to 256 for D_r on CIFAR). The
+    student starts equal to the teacher, where the KL and its gradient vanish: on a model without
+    batch-norm or dropout the first max pass moves it only by weight decay, yet counts in msteps,
+    as in the reference. Not implemented: the reference's unused SGDA averaging and the
+    "rewinding" variant SCRUB+R. Pruned weights stay at zero (gradients and weights masked).
+
+    Defaults were tuned on W1's validation split, seed 0: class-wise, 5 rounds at lr_share 0.02
+    reach validation Avg. Disparity 1.63 (3 rounds: 5.74 at 0.01, 3.86 at 0.03); lr_share ≥ 0.05
+    makes the max-steps diverge (NaN, refused). On random requests no setting tried moved the model
+    measurably (2.70 at 0.01–0.03, the untouched original's distance). The reference's CIFAR setting is 3
+    rounds, msteps 2, lr 5e-4 after an lr-0.1 original (lr_share 0.005), kl_weight 0.001,
+    ce_weight 0.99, with a constant rate as here (its lr drops come after its 3 epochs).
+    """
+
+    rounds: int = 5
+    msteps: int = 2
+    kl_weight: float = 1.0
+    ce_weight: float = 1.0
+    temperature: float = 4.0
+    forget_batch_size: int = 512
+    epoch_share: float = 0.1
+    lr_share: float = 0.02
+
+    def __post_init__(self) -> None:
+        check(self.rounds >= 1, f"scrub.rounds must be >= 1, got {self.rounds}")
+        check(0 <= self.msteps <= self.rounds, f"scrub.msteps must lie in [0, rounds={self.rounds}], got {self.msteps}")
+        check(self.kl_weight >= 0 and math.isfinite(self.kl_weight), f"scrub.kl_weight must be >= 0, got {self.kl_weight}")
+        check(self.ce_weight >= 0 and math.isfinite(self.ce_weight), f"scrub.ce_weight must be >= 0, got {self.ce_weight}")
+        check(self.kl_weight + self.ce_weight > 0, "scrub needs kl_weight or ce_weight > 0 for the min-steps")
+        check(positive(self.temperature), f"scrub.temperature must be > 0, got {self.temperature}")
+        check(self.forget_batch_size >= 1, f"scrub.forget_batch_size must be >= 1, got {self.forget_batch_size}")
+        check(positive(self.epoch_share), f"scrub.epoch_share must be > 0, got {self.epoch_share}")
+        check(positive(self.lr_share), f"scrub.lr_share must be > 0, got {self.lr_share}")
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        student, teacher = fresh_copy(model), fresh_copy(model).eval().requires_grad_(False)
+        b = split.budget
+        config = scaled(b, lr=b.lr * self.lr_share)
+        optimizer = make_optimizer(student.parameters(), config)
+        device, bs = model_device(student), config.batch_size
+        total = max(1, math.ceil(b.epochs * self.epoch_share * math.ceil(len(split.retain) / bs)))
+
+        def kl(student_logits: Tensor, x: Tensor) -> Tensor:
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            return distill_kl(student_logits, teacher_logits, self.temperature)
+
+        def step(loss: Tensor, where: str) -> None:
+            check_finite(loss, f"scrub {where}", config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            mask_gradients(student)
+            optimizer.step()
+            apply_masks(student)
+
+        apply_masks(student)
+        student.train()
+        with seeded(generator):
+            retain = cycle_batches(split.retain, bs, generator, device)
+            for r in range(self.rounds):
+                if r < self.msteps:
+                    for x, _ in split.forget.batches(self.forget_batch_size, shuffle=True, generator=generator,
+                                                      device=device):
+                        step(-kl(student(x), x), f"max-step (round {r + 1})")
+                for i in range(total * r // self.rounds, total * (r + 1) // self.rounds):
+                    x, y = next(retain)
+                    out = student(x)
+                    step(self.kl_weight * kl(out, x) + self.ce_weight * F.cross_entropy(out, y),
+                         f"min-step {i + 1}/{total}")
+        return student.eval()

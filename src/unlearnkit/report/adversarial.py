@@ -1,0 +1,174 @@
+"""Damage and healing records → Markdown tables (mean ± 95% CI over seeds) and a TA-vs-budget plot."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..metrics.stats import mean_ci
+from .table import display_name, fmt
+
+GOLD = "Gold Standard (retrain)"
+
+
+def _label(row: str) -> str:
+    return {"original": "Original", "retrain": GOLD}.get(row, display_name(row))
+
+
+def _budget(b: float) -> str:
+    return f"{b * 100:g}%" if b < 1 else f"{int(b)}"
+
+
+def _order(values: Iterable[Any]) -> list[Any]:
+    seen: dict[Any, None] = {}
+    for v in values:
+        seen.setdefault(v, None)
+    return list(seen)
+
+
+def _describe(r: dict[str, Any]) -> str:
+    c = r["config"]
+    model = c["model"]["name"] + "".join(f" {k}={v}" for k, v in c["model"]["options"].items())
+    return (f"{c['data']['name']} · {model} · {r.get('n_train', '?')} training samples, reserve pool {c['reserve']} · "
+            f"{c['train']['epochs']:g} epochs")
+
+
+def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) -> str:
+    """Per budget: TA per row × strategy, excess damage per method × strategy, the worst strategy;
+    then TA against budget per row (the curves as tables) and the plot, if one was drawn."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        return "no damage records\n"
+    seeds = sorted({r["seed"] for r in ok})
+    strategies = _order(r["strategy"] for r in ok)
+    budgets = sorted({r["budget"] for r in ok})
+    rows = _order(r["row"] for r in sorted(ok, key=lambda r: {"original": 0, "retrain": 1}.get(r["row"], 2)))
+    cell: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        cell[(r["row"], r["strategy"], r["budget"])].append(r)
+    knowledge = {r["strategy"]: r.get("knowledge", "?") for r in ok}
+    out = [f"### Adversarial deletion requests — {_describe(ok[0])}\n",
+           "Strategies and what they need to know: " + ", ".join(f"`{s}` ({knowledge[s]})" for s in strategies) + ".\n"]
+    head = "| | " + " | ".join(strategies) + " |\n|---|" + "---|" * len(strategies)
+    for b in budgets:
+        out.append(f"#### Budget {_budget(b)}: test accuracy (TA, %)\n\n{head}")
+        for row in rows:
+            out.append(f"| {_label(row)} | " + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
+        out.append(f"\n#### Budget {_budget(b)}: damage and excess damage (TA points lost)\n\n{head}")
+        out.append("| damage of the request itself: Original − Gold Standard | " + " | ".join(
+            fmt([r["damage"] for r in cell[("retrain", s, b)]]) for s in strategies) + " |")
+        for row in rows:
+            if row in ("original", "retrain"):
+                continue
+            out.append(f"| {_label(row)}: excess damage (Gold Standard − method) | " + " | ".join(
+                fmt([r["excess_damage"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
+        mean_damage = {s: mean_ci([r["damage"] for row in rows if row != "original" for r in cell[(row, s, b)]])[0]
+                       for s in strategies}
+        ranked = sorted((s for s in strategies if mean_damage[s] == mean_damage[s]), key=lambda s: -mean_damage[s])
+        if ranked:
+            out.append(f"\nWorst strategy at {_budget(b)}: **{ranked[0]}** (mean damage over every row but the original: "
+                       + ", ".join(f"{s} {mean_damage[s]:.2f}" for s in ranked) + ").\n")
+    out.append("#### TA against budget (the curves, one table per row)\n")
+    for row in rows:
+        if row == "original":
+            continue
+        out.append(f"{_label(row)}\n\n| strategy | 0 | " + " | ".join(_budget(b) for b in budgets) + " |\n|---|" + "---|" * (len(budgets) + 1))
+        for s in strategies:
+            zero = fmt(list({r["seed"]: r["ta_original"] for b in budgets for r in cell[(row, s, b)]}.values()))
+            out.append(f"| {s} | {zero} | " + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(row, s, b)]]) for b in budgets) + " |")
+        out.append("")
+    out.append(f"Mean ± 95% CI (Student t) over seeds {seeds}. Damage = TA of the original − TA after; excess damage = "
+               "TA of the Gold Standard (retrained without the requested data) − TA after unlearning: what the method "
+               "loses beyond what the request itself costs. Budgets are fractions of the training set.")
+    out.append(f"\n![TA against budget]({plot.name})\n" if plot is not None else
+               "\nPlot: matplotlib is not installed, so the curves are the tables above "
+               "(`pip install matplotlib` or `pip install -e .[plot]` draws damage.png).\n")
+    return "\n".join(out)
+
+
+def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """TA against budget, one panel per row (Gold Standard and methods), one line per strategy (mean
+    over seeds, the original's TA at budget 0). Returns the PNG's path, or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ok = [r for r in records if r.get("status") == "ok" and r["row"] != "original"]
+    if not ok:
+        return None
+    rows = _order(r["row"] for r in sorted(ok, key=lambda r: r["row"] != "retrain"))
+    strategies = _order(r["strategy"] for r in ok)
+    budgets = sorted({r["budget"] for r in ok})
+    ta0 = mean_ci([r["ta_original"] for r in ok])[0]
+    cols = min(4, len(rows))
+    nrows = -(-len(rows) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False, sharex=True)
+    xs = [0.0] + [100 * b if b < 1 else b for b in budgets]
+    for ax, row in zip(axes.flat, rows):
+        for s in strategies:
+            ys = [ta0] + [mean_ci([r["metrics"]["TA"] for r in ok if r["row"] == row and r["strategy"] == s
+                                   and r["budget"] == b])[0] for b in budgets]
+            ax.plot(xs, ys, marker="o", label=s)
+        ax.set_title(_label(row), fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(rows):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("budget (% of training set)" if budgets[-1] < 1 else "budget (samples)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("TA (%)")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def heal_report(records: list[dict[str, Any]]) -> str:
+    """Healed TA per method × variant next to the Gold Standard and the unlearned model; the
+    difference to the Gold Standard; healing time over retraining time; twin-index build time."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        return "no healing records\n"
+    seeds = sorted({r["seed"] for r in ok})
+    methods = _order(r["method"] for r in sorted(ok, key=lambda r: r["method"] != "retrain"))
+    variants = _order(r["variant"] for r in ok if r["variant"] is not None)
+    settings = {r["variant"]: r["variant_settings"] for r in ok if r["variant"] is not None}
+    cell: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        cell[(r["method"], r["variant"])].append(r)
+    first = ok[0]
+    out = [f"### Healing after `{first['strategy']}` requests of {_budget(first['budget'])} ({first['n_forget']} samples) — "
+           f"{_describe(first)}\n"]
+    out.append("Variants: " + "; ".join(f"`{v}` = {_describe_variant(settings[v])}" for v in variants) + ".\n")
+    head = "| Method | Gold Standard | after unlearning | " + " | ".join(variants) + " |\n|---|" + "---|" * (len(variants) + 2)
+    out.append(f"#### Test accuracy (TA, %)\n\n{head}")
+    for m in methods:
+        gold = fmt([r["ta_gold"] for r in cell[(m, None)]])
+        out.append(f"| {_label(m)} | {gold} | {fmt([r['metrics']['TA'] for r in cell[(m, None)]])} | "
+                   + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(m, v)]]) for v in variants) + " |")
+    out.append("\n#### Healed TA − Gold Standard TA (points; the target is ≥ −0.5)\n\n| Method | after unlearning | "
+               + " | ".join(variants) + " |\n|---|" + "---|" * (len(variants) + 1))
+    for m in methods:
+        out.append(f"| {_label(m)} | {fmt([r['metrics']['TA'] - r['ta_gold'] for r in cell[(m, None)]])} | "
+                   + " | ".join(fmt([r["vs_gold"] for r in cell[(m, v)]]) for v in variants) + " |")
+    out.append("\n#### Cost\n\n| variant | healing time / retrain time | reserve or twin-index build (s) |\n|---|---|---|")
+    for v in variants:
+        rs = [r for m in methods for r in cell[(m, v)]]
+        out.append(f"| {v} | {fmt([r['time_vs_retrain'] for r in rs if r.get('time_vs_retrain') is not None], 3)} | "
+                   f"{fmt(list({r['seed']: r['index_seconds'] for r in rs if r.get('index_seconds') is not None}.values()), 1)} |")
+    out.append(f"\nMean ± 95% CI (Student t) over seeds {seeds} (the time ratio over methods and seeds). The Gold Standard "
+               "is retraining from scratch without the requested data; 'after unlearning' is the method's model before "
+               "healing. An index is built once per seed and similarity, and shared by the variants that use it.\n")
+    return "\n".join(out)
+
+
+def _describe_variant(s: dict[str, Any]) -> str:
+    data = {"remaining": "D_r", "twins": f"D_r + twins ({s['similarity']})", "spares": f"D_r + spares ({s['similarity']})",
+            "random": "D_r + random spares"}[s["data"]]
+    return f"{data}, {'½ the original epochs' if s['epochs'] == 'half' else '1 epoch'}"

@@ -1,0 +1,96 @@
+"""End to end on tiny data: `unlearnkit damage`, `unlearnkit heal` and `run --scenario adversarial:*`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.cli import main
+
+from .test_cli import TINY
+
+TINY_ADV = TINY + ["data.val_fraction=0.1", "reserve=100", "budgets=[0.1]", "seeds=[0]"]
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def test_damage_then_heal_record_tables_and_resume(tmp_path, capsys):
+    damage = tmp_path / "damage"
+    args = ["damage", *TINY_ADV, "--strategies", "random,class,typical", "--methods", "ft,ga", "--out", str(damage)]
+    assert main(args) == 0
+    recs = records(damage)
+    assert len(recs) == 3 * 4  # strategies × (original, gold standard, ft, ga)
+    for r in recs:
+        assert r["status"] == "ok" and r["n_train"] == 440 and r["n_forget"] == round(r["budget"] * 440)
+        assert r["damage"] == pytest.approx(r["ta_original"] - r["metrics"]["TA"])
+        assert r["excess_damage"] == pytest.approx(r["ta_gold"] - r["metrics"]["TA"])
+    gold = [r for r in recs if r["row"] == "retrain"]
+    assert all(r["excess_damage"] == 0 for r in gold)
+    printed = capsys.readouterr().out
+    for needle in ("#### Budget 10%: test accuracy", "| Gold Standard (retrain) |", "excess damage (Gold Standard − method)",
+                   "Worst strategy at 10%", "TA against budget", "`typical` (predictions)", "`random` (data)"):
+        assert needle in printed
+    table = (damage / "table.md").read_text()
+    try:
+        import matplotlib  # noqa: F401
+        assert (damage / "damage.png").stat().st_size > 1000 and "damage.png" in table
+    except ImportError:
+        assert "matplotlib is not installed" in table
+    # a rerun skips everything; a new budget adds only its own rows
+    assert main(args) == 0 and len(records(damage)) == 12
+    assert main([*args, "budgets=[0.05,0.1]", "--strategies", "random"]) == 0
+    assert len(records(damage)) == 16
+
+    # heal after the worst strategy at 10%, as the damage records say
+    by = {}
+    for r in recs:
+        if r["budget"] == 0.1 and r["row"] != "original":
+            by.setdefault(r["strategy"], []).append(r["damage"])
+    worst = max(by, key=lambda s: sum(by[s]) / len(by[s]))
+    heal = tmp_path / "heal"
+    variants = ("heal.variants=[{name: rem, data: remaining, epochs: one}, {name: tw, data: twins, similarity: cosine, "
+                "epochs: one}, {name: rnd, data: random, epochs: one, methods: [ft]}]")
+    hargs = ["heal", *TINY_ADV, "--methods", "ft", f"heal.damage_dir={damage}", variants, "--out", str(heal)]
+    assert main(hargs) == 0
+    hrecs = records(heal)
+    assert {r["strategy"] for r in hrecs} == {worst}
+    assert sorted((r["method"], r["variant"] or "") for r in hrecs) == sorted(
+        [("retrain", ""), ("retrain", "rem"), ("retrain", "tw"), ("ft", ""), ("ft", "rem"), ("ft", "tw"), ("ft", "rnd")])
+    twins = next(r for r in hrecs if r["variant"] == "tw")
+    assert twins["n_replacements"] > 0 and twins["index_seconds"] > 0 and twins["time_vs_retrain"] > 0
+    assert all(r["vs_gold"] == pytest.approx(r["metrics"]["TA"] - r["ta_gold"]) for r in hrecs if r["variant"])
+    printed = capsys.readouterr().out
+    for needle in (f"### Healing after `{worst}` requests of 10%", "Healed TA − Gold Standard TA", "| FT |",
+                   "`tw` = D_r + twins (cosine), 1 epoch", "healing time / retrain time"):
+        assert needle in printed
+    assert main(hargs) == 0 and len(records(heal)) == 7
+
+
+def test_heal_without_damage_records_or_with_bad_settings_refuses(tmp_path, capsys):
+    out = tmp_path / "heal"
+    assert main(["heal", *TINY_ADV, f"heal.damage_dir={tmp_path / 'none'}", "--out", str(out)]) == 2
+    assert "run `unlearnkit damage` first" in capsys.readouterr().err
+    for bad, message in [("heal.variants=[{name: a, data: twins, similarity: manhattan}]", "similarity must be one of"),
+                         ("heal.strategy=nope", "heal.strategy must be 'worst' or one of"),
+                         ("heal.lr_share=0", "heal.lr_share must be > 0"),
+                         ("budgets=[1.5]", "neither a fraction"),
+                         ("adversary.coverage.space=voxels", "coverage.space must be one of")]:
+        assert main(["heal", *TINY_ADV, bad, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert not (out / "records.jsonl").exists()
+
+
+def test_run_with_an_adversarial_scenario(tmp_path, capsys, caplog):
+    out = tmp_path / "adv"
+    base = ["run", *TINY, "--seeds", "0", "--methods", "ft", "noise_floor=false", "attacks=false", "--out", str(out)]
+    assert main([*base, "--scenario", "adversarial:nope"]) == 2
+    assert "unknown adversary 'nope'" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--scenario", "adversarial:class", "--forget-class", "2", "forget.fraction=0.05"]) == 0
+    recs = records(out)
+    assert {r["row"] for r in recs} == {"original", "retrain", "ft"}
+    assert recs[0]["n_forget"] == round(0.05 * 540) and recs[0]["config"]["forget"]["scenario"] == "adversarial:class"
+    assert main(["ls", "adversaries"]) == 0
+    assert "adversaries: boundary, class, coverage, gradnorm, influence, random, typical" in capsys.readouterr().out

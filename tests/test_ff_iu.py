@@ -1,0 +1,100 @@
+"""FF's Fisher and IU's WoodFisher solve against direct computations on tiny problems."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unlearnkit.methods import create_method
+from unlearnkit.methods.base import fresh_copy
+from unlearnkit.methods.ff import fisher_noise_std, head_names
+from unlearnkit.models import create_model
+from unlearnkit.training.per_sample import (fisher_diagonal, flat_per_sample_grads, stack_flat_grads,
+                                            woodfisher_solve)
+
+
+def tiny_model():
+    return create_model("cnn", num_classes=4, input_shape=(1, 8, 8), seed=0, channels=(2, 3), hidden=4).eval()
+
+
+def looped_fisher(model, x, y, expected: bool):
+    """The diagonal Fisher one sample and one class at a time, as Golatkar et al.'s code does."""
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        probs = torch.softmax(model(x[i : i + 1]), dim=1)[0].detach()
+        for c in range(probs.shape[0]) if expected else [int(y[i])]:
+            model.zero_grad()
+            F.cross_entropy(model(x[i : i + 1]), torch.tensor([c])).backward()
+            weight = probs[c] if expected else 1.0
+            for n, p in model.named_parameters():
+                total[n] += weight * p.grad.square()
+    return {n: t / len(x) for n, t in total.items()}
+
+
+@pytest.mark.parametrize("expected", [True, False])
+def test_fisher_diagonal_matches_a_loop(toy_dataset, expected):
+    model = tiny_model()
+    samples = toy_dataset.train.all().take(slice(0, 11))
+    x, y = next(samples.batches(11))
+    fast = fisher_diagonal(model, samples, expected=expected, batch_size=4)
+    slow = looped_fisher(model, x, y, expected)
+    assert fast.keys() == slow.keys()
+    for n in slow:
+        torch.testing.assert_close(fast[n], slow[n], rtol=1e-4, atol=1e-9)
+
+
+def test_fisher_noise_follows_the_reference_shaping(toy_original):
+    fisher = {n: torch.full_like(p, 1e-2) for n, p in toy_original.named_parameters()}
+    fisher["encoder.0.weight"][0] = 0.0  # no information: 1/F hits the cap
+    std = fisher_noise_std(toy_original, fisher, alpha=1e-4)
+    assert head_names(toy_original) == {"head.weight", "head.bias"}
+    torch.testing.assert_close(std["encoder.0.weight"][1], torch.full_like(std["encoder.0.weight"][1], 1e-4 ** 0.5 * 10))
+    torch.testing.assert_close(std["encoder.0.weight"][0], torch.full_like(std["encoder.0.weight"][0], 1e-4 ** 0.5 * 1e3 ** 0.5))
+    torch.testing.assert_close(std["head.weight"], torch.full_like(std["head.weight"], (1e-4 * 1e2 * 10) ** 0.5))
+    torch.testing.assert_close(std["encoder.0.bias"], torch.full_like(std["encoder.0.bias"], (1e-4 * 1e2 * 10) ** 0.5))
+
+
+def test_woodfisher_solve_equals_the_exact_inverse(toy_dataset):
+    model = tiny_model()
+    samples = toy_dataset.train.all().take(slice(0, 13))
+    grads = stack_flat_grads(model, samples, batch_size=5)
+    x, y = next(samples.batches(13))
+    torch.testing.assert_close(grads, flat_per_sample_grads(model, x, y))
+    g = grads.double()
+    p = g.shape[1]
+    v = torch.randn(p, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for damping in (1e-3, 1e-1):
+        fisher = damping * torch.eye(p, dtype=torch.float64) + g.T @ g / g.shape[0]
+        exact = torch.linalg.solve(fisher, v)
+        torch.testing.assert_close(woodfisher_solve(g, v, damping=damping), exact, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(woodfisher_solve(g, v[:, 0], damping=damping), exact[:, 0], rtol=1e-8, atol=1e-10)
+        # float32 gradients, as IU uses them
+        torch.testing.assert_close(woodfisher_solve(grads, v[:, 0].float(), damping=damping).double(), exact[:, 0],
+                                   rtol=2e-3, atol=1e-6 / damping)
+    with pytest.raises(ValueError):
+        woodfisher_solve(g, v, damping=0.0)
+
+
+def test_iu_step_is_the_scaled_newton_step(toy_original, toy_random_split):
+    """With every D_r sample in the Fisher, IU moves the weights by alpha·(n_f/n_r)·F⁻¹∇L(D_f) exactly."""
+    from unlearnkit.training.per_sample import mean_flat_grad
+
+    split = toy_random_split
+    method = create_method("iu", alpha=0.5, damping=1e-2, num_samples=len(split.retain))
+    out = method.unlearn(toy_original, split, generator=torch.Generator().manual_seed(0))
+    flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
+    grads = stack_flat_grads(toy_original, split.retain)
+    expected = 0.5 * len(split.forget) / len(split.retain) * woodfisher_solve(
+        grads, mean_flat_grad(toy_original, split.forget), damping=1e-2)
+    torch.testing.assert_close(flat(out) - flat(toy_original), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_ff_noise_scales_with_sqrt_alpha(toy_original, toy_random_split):
+    """Same generator, same Fisher sample and draws: four times alpha moves every weight twice as far."""
+    flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
+    moves = []
+    for alpha in (1e-6, 4e-6):
+        out = create_method("ff", alpha=alpha, num_samples=200).unlearn(
+            fresh_copy(toy_original), toy_random_split, generator=torch.Generator().manual_seed(3))
+        moves.append(flat(out) - flat(toy_original))
+    torch.testing.assert_close(moves[1], 2 * moves[0], rtol=1e-4, atol=1e-7)

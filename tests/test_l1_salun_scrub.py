@@ -1,0 +1,123 @@
+"""Focused tests of l1-sparse (penalty schedule), SalUn (saliency-restricted updates) and SCRUB
+(max-steps only in the first ``msteps`` epochs)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unlearnkit.methods import create_method
+from unlearnkit.methods import l1_sparse as l1_module
+from unlearnkit.methods.base import fresh_copy
+from unlearnkit.methods.l1_sparse import l1_norm, l1_weight
+from unlearnkit.methods.salun import saliency_masks
+from unlearnkit.sparsity import attach_masks, global_magnitude_masks, masks_of
+
+from .conftest import TOY_BUDGET
+
+
+def params_of(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# --- l1-sparse ---------------------------------------------------------------------------------
+
+def test_l1_weight_decays_linearly_to_zero():
+    gamma, total = 3e-4, 40
+    w = torch.tensor([l1_weight(gamma, t, total) for t in range(total + 1)], dtype=torch.float64)
+    assert w[0] == gamma and w[-1] == 0
+    assert torch.allclose(w[1:] - w[:-1], torch.full((total,), -gamma / total, dtype=torch.float64))
+
+
+def test_l1_sparse_schedule_spans_the_run_and_shrinks_weights(toy_original, toy_random_split, monkeypatch):
+    calls = []
+    real = l1_module.l1_weight
+    monkeypatch.setattr(l1_module, "l1_weight", lambda g, t, n: calls.append((t, n)) or real(g, t, n))
+    shares = dict(epoch_share=0.5, lr_share=1.0)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    sparse = create_method("l1-sparse", gamma=5e-3, **shares).unlearn(toy_original, toy_random_split, generator=g())
+    steps = math.ceil(0.5 * TOY_BUDGET.epochs * math.ceil(len(toy_random_split.retain) / TOY_BUDGET.batch_size))
+    assert calls == [(t, steps) for t in range(steps)], "one weight per optimiser step, from γ down towards 0"
+    plain = create_method("l1-sparse", gamma=0.0, **shares).unlearn(toy_original, toy_random_split, generator=g())
+    ft = create_method("ft", **shares).unlearn(toy_original, toy_random_split, generator=g())
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), ft.parameters())), "γ = 0 must be plain FT"
+    assert l1_norm(sparse) < 0.97 * l1_norm(plain)
+
+
+# --- SalUn -------------------------------------------------------------------------------------
+
+def test_saliency_mask_is_the_global_top_share_of_forget_gradients(toy_original, toy_class_split):
+    share = 0.3
+    masks = saliency_masks(toy_original, toy_class_split.forget, share)
+    total = sum(p.numel() for p in toy_original.parameters())
+    assert sum(int(m.sum()) for m in masks.values()) == round(share * total)
+    x, y = toy_class_split.forget.inputs(), toy_class_split.forget.labels
+    grads = torch.autograd.grad(F.cross_entropy(toy_original(x), y), list(toy_original.parameters()))
+    g = {n: gr.abs() for (n, _), gr in zip(toy_original.named_parameters(), grads)}
+    salient = torch.cat([g[n][m] for n, m in masks.items()])
+    other = torch.cat([g[n][~m] for n, m in masks.items()])
+    assert salient.min() >= other.max() - 1e-7, "salient weights are those with the largest |gradient|, globally"
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_salun_updates_only_salient_weights(toy_original, toy_class_split, pruned):
+    model = fresh_copy(toy_original)
+    if pruned:
+        attach_masks(model, global_magnitude_masks(model, 0.5))
+    before = params_of(model)
+    share = 0.2
+    out = create_method("salun", saliency_share=share, epoch_share=0.5, lr_share=0.5).unlearn(
+        model, toy_class_split, generator=torch.Generator().manual_seed(0))
+    salient = saliency_masks(model, toy_class_split.forget, share)
+    after = params_of(out)
+    for name, mask in salient.items():
+        assert torch.equal(after[name][~mask], before[name][~mask]), f"non-salient weights of {name} moved"
+    assert any(not torch.equal(after[n][m], before[n][m]) for n, m in salient.items()), "nothing salient moved"
+    pruning = masks_of(model)
+    for name, mask in pruning.items():
+        assert not salient[name][mask == 0].any(), "a pruned weight was called salient"
+        assert torch.all(after[name][mask == 0] == 0)
+    alive = sum(int((pruning[n] != 0).sum()) if n in pruning else p.numel() for n, p in model.named_parameters())
+    assert sum(int(m.sum()) for m in salient.values()) == round(share * alive)
+    assert out.state_dict().keys() == model.state_dict().keys(), "the saliency map must not be stored on the model"
+
+
+# --- SCRUB -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("msteps", [0, 2])
+def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps):
+    """Each training forward pass of the student is logged as D_f or D_r: the D_f passes (max-steps)
+    must be exactly one pass over D_f at the start of each of the first ``msteps`` rounds."""
+    split = toy_class_split
+    fingerprint = lambda x: x.flatten(1).sum(1).mul(1e3).round().tolist()  # noqa: E731
+    forget_rows = set(fingerprint(split.forget.inputs()))
+    log = []
+
+    def spy(module, inputs):
+        if torch.is_grad_enabled() and module.training:  # the student's steps, not the frozen teacher
+            log.append("f" if set(fingerprint(inputs[0])) <= forget_rows else "r")
+
+    model = fresh_copy(toy_original)
+    model.register_forward_pre_hook(spy)  # deep-copied into the student and the teacher
+    rounds, epoch_share = 4, 0.5
+    create_method("scrub", rounds=rounds, msteps=msteps, epoch_share=epoch_share, lr_share=0.01,
+                  forget_batch_size=32).unlearn(
+        model, split, generator=torch.Generator().manual_seed(0))
+    per_f = math.ceil(len(split.forget) / 32)
+    total = math.ceil(epoch_share * TOY_BUDGET.epochs * math.ceil(len(split.retain) / TOY_BUDGET.batch_size))
+    expected = "".join("f" * per_f * (r < msteps) + "r" * (total * (r + 1) // rounds - total * r // rounds)
+                       for r in range(rounds))
+    assert "".join(log) == expected
+    assert log.count("r") == total and log.count("f") == per_f * msteps
+
+
+def test_l1_sparse_uses_class_gamma_on_class_wise_requests(toy_original, toy_class_split):
+    shares = dict(epoch_share=0.5, lr_share=1.0)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    plain = create_method("l1-sparse", gamma=5e-3, class_gamma=0.0, **shares).unlearn(
+        toy_original, toy_class_split, generator=g())
+    ft = create_method("ft", **shares).unlearn(toy_original, toy_class_split, generator=g())
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), ft.parameters())), \
+        "class-wise requests must use class_gamma, not gamma"

@@ -1,0 +1,122 @@
+"""``unlearnkit tune`` end to end on tiny data: table, records, skipping, bad input, and the proof
+that it never reads the test set."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import unlearnkit.experiments.recipe as recipe
+from unlearnkit.cli import main
+from unlearnkit.data import load_dataset
+from unlearnkit.data.pool import Pool, Samples
+from unlearnkit.metrics.audit import VALIDATION_HEADLINE, avg_disparity
+
+from .test_cli import TINY
+
+
+def tune_records(out):
+    return [json.loads(line) for line in (out / "tune" / "records.jsonl").read_text().splitlines()]
+
+
+def test_tune_prints_the_table_and_the_best_value_and_skips_what_is_recorded(tmp_path, capsys):
+    out = tmp_path / "exp"
+    # a run first: tune must score against the very oracle the run recorded (shared through the cache)
+    assert main(["run", *TINY, "--seeds", "0", "--methods", "ft", "noise_floor=false", "--out", str(out)]) == 0
+    run_oracle = next(json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()
+                      if json.loads(line)["row"] == "retrain")
+    capsys.readouterr()
+    assert main(["tune", *TINY, "--method", "ft", "lr_share=0.05,0.5", "--seeds", "0,1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| lr_share | UA | MIA-Efficacy(val) | RA | VA | Avg. Disparity (val) | Time (s) | seeds |" in printed
+    assert "| Retrain (oracle) |" in printed and "| 0.05 |" in printed and "| 0.5 |" in printed
+    recs = tune_records(out)
+    assert len(recs) == 4 and {r["seed"] for r in recs} == {0, 1}
+    for r in recs:
+        assert r["status"] == "ok" and set(r["metrics"]) == set(VALIDATION_HEADLINE)
+        assert r["disparity"] == pytest.approx(avg_disparity(r["metrics"], r["reference"], keys=VALIDATION_HEADLINE))
+        assert "TA" not in r["metrics"] and "TA" not in r["reference"]
+    seed0 = next(r for r in recs if r["seed"] == 0)
+    assert seed0["reference_seconds"] == run_oracle["seconds"]  # the cached oracle of the run
+    mean = {v: np.mean([r["disparity"] for r in recs if r["point"]["lr_share"] == v]) for v in (0.05, 0.5)}
+    assert f"best: lr_share={min(mean, key=mean.get):g} " in printed
+    # a second grid: the value already recorded is skipped, only the new one runs
+    assert main(["tune", *TINY, "--method", "ft", "lr_share=0.5,0.2", "--seeds", "0,1", "--out", str(out)]) == 0
+    new = tune_records(out)[4:]
+    assert len(new) == 2 and {r["point"]["lr_share"] for r in new} == {0.2}
+    # two hyperparameters: their product
+    capsys.readouterr()
+    assert main(["tune", *TINY, "--method", "ft", "lr_share=0.5", "epoch_share=0.2,0.4", "--seeds", "0",
+                 "--out", str(out)]) == 0
+    assert "| lr_share | epoch_share | UA |" in capsys.readouterr().out
+    assert len(tune_records(out)) == 7  # (0.5, 0.2) is the default epoch_share: recorded already
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nope", "a=1"], "unknown method 'nope'"),
+    (["--method", "ft", "alpah=1,2"], "method 'ft' has no hyperparameter 'alpah'; valid: ['epoch_share', 'lr_share']"),
+    (["--method", "ft", "lr_share=0.1,-1"], "ft.lr_share must be > 0, got -1"),
+    (["--method", "ft", "lr_share=0.1,abc"], "ft.lr_share must be"),
+    (["--method", "ft", "lr_share=0.1,"], "empty value"),
+    (["--method", "ft", "lr_share=0.1,0.1"], "lists a value twice"),
+    (["--method", "ft"], "name at least one hyperparameter of 'ft'"),
+    (["--method", "ft", "lr_share=0.1", "train.epochs=-1"], "train.epochs must be > 0"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "bad"
+    assert main(["tune", *TINY, "--seeds", "0", "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture
+def poisoned_test_set(monkeypatch):
+    """Every read of a loaded dataset's test samples (inputs, labels or batches) fails the test."""
+    poisoned: set[int] = set()
+    real_load = recipe.load_dataset
+
+    def load(*args, **kwargs):
+        ds = real_load(*args, **kwargs)
+        poisoned.add(id(ds.test))
+        return ds
+
+    def guard(pool):
+        if id(pool) in poisoned:
+            raise AssertionError("the test set was read")
+
+    real_inputs, real_labels, real_batches = Pool.inputs, Samples.labels.fget, Samples.batches
+    monkeypatch.setattr(recipe, "load_dataset", load)
+    monkeypatch.setattr(Pool, "inputs", lambda self, ids: (guard(self), real_inputs(self, ids))[1])
+    monkeypatch.setattr(Samples, "labels", property(lambda self: (guard(self.pool), real_labels(self))[1]))
+    monkeypatch.setattr(Samples, "batches", lambda self, *a, **k: (guard(self.pool), real_batches(self, *a, **k))[1])
+    return poisoned
+
+
+def test_tune_never_reads_the_test_set(tmp_path, poisoned_test_set):
+    # the guard works: a run, which audits on D_test, trips it
+    with pytest.raises(AssertionError, match="the test set was read"):
+        main(["run", *TINY, "--seeds", "0", "--methods", "ft", "--out", str(tmp_path / "run")])
+    assert poisoned_test_set
+    # tune does not: on the dense models the run built (training never read D_test either) and on a
+    # sparse original and oracle built here, under the guard
+    assert main(["tune", *TINY, "--method", "ft", "lr_share=0.1,0.3", "--seeds", "0", "--out", str(tmp_path / "t")]) == 0
+    assert main(["tune", *TINY, "--method", "ga", "lr_share=1e-3", "--sparsity", "0.5", "--seeds", "0",
+                 "--out", str(tmp_path / "s")]) == 0
+
+
+def test_tune_results_do_not_depend_on_the_test_set(tmp_path):
+    """Same training file, test file replaced by noise with random labels: identical tuning results."""
+    ds = load_dataset("synthetic", n_train=600, n_test=200, size=8, noise=90.0)
+    rng = np.random.default_rng(0)
+    x_train, y_train = ds.train.x.squeeze(1).numpy(), ds.train.y.numpy()
+    for name, (x_test, y_test) in {"real": (ds.test.x.squeeze(1).numpy(), ds.test.y.numpy()),
+                                   "noise": (rng.integers(0, 256, (300, 8, 8), dtype=np.uint8),
+                                             rng.integers(0, ds.num_classes, 300))}.items():
+        np.savez(tmp_path / f"{name}.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    results = {}
+    for name in ("real", "noise"):
+        args = [f"data.path={tmp_path / name}.npz", "data.name=npz", *TINY[5:], "--seeds", "0"]
+        assert main(["tune", *args, "--method", "ft", "lr_share=0.1,0.3", "--out", str(tmp_path / name)]) == 0
+        results[name] = [(r["point"], r["metrics"], r["reference"]) for r in tune_records(tmp_path / name)]
+    assert results["real"] == results["noise"]
