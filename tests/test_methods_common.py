@@ -24,6 +24,8 @@ TOY_PARAMS: dict[str, dict] = {
     "ff": {"alpha": 1e-6, "variance_cap": 1e6, "head_variance_cap": 1e5},
     "l1-sparse": {"epoch_share": 1.0, "lr_share": 1.0},
     "salun": {"epoch_share": 0.5, "lr_share": 0.5},
+    "dau": {"iterations": 30, "pretrain_steps": 20},
+    "dau-nobt": {"iterations": 30, "pretrain_steps": 20},
     # SCRUB's max-steps (unbounded KL ascent) diverge easily on this BN-free model: of a 24-point
     # grid (rounds 3/5, msteps 2/3, lr_share 0.1–1, epoch_share 0.2/0.5) half ended in NaN; this
     # setting forgets the class (99 → 0) and keeps test accuracy 69.5 of a possible ~75.

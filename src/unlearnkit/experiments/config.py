@@ -58,6 +58,9 @@ class RunConfig:
     original models and retrain oracles by content hash. ``sparsity`` > 0 makes the original
     model sparse by one-shot magnitude pruning with weight rewinding to ``sparsity_rewind`` of its
     training (sparsity/omp.py); the retrain oracle then trains from scratch under the same mask.
+    ``samia`` adds the SAMIA transformer attack (DAU's attacker, ``attacks/samia.py``) to the audit
+    of every row run from then on: slower (~10 s per row on W1), so off by default; it does not
+    change cached models or record keys.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -69,6 +72,7 @@ class RunConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     noise_floor: bool = True
     attacks: bool = True
+    samia: bool = False
     out_dir: str | None = None
     cache_dir: str | None = None
     sparsity: float = 0.0

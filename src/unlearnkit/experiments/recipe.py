@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..adversary.scenario import check_scenario, request_ids
+from ..attacks.samia import samia_audit
 from ..backends import Backend, LocalBackend
 from ..data.dataset import Dataset, load_dataset
 from ..data.splits import ForgetSplit, base_split, forget_split
@@ -73,7 +74,7 @@ def experiment_identity(config: RunConfig, fingerprint: str) -> dict[str, Any]:
     (``sparsity`` 0) ignores ``sparsity_rewind``.
     """
     d = to_dict(config)
-    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor"):
+    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia"):
         d.pop(k)
     defaults = to_dict(RunConfig())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
@@ -285,6 +286,8 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
             seconds = model.unlearning_seconds
         check_finite_model(model, row.label)
         metrics, outs = audit_with_outputs(model, split, attacks=config.attacks)
+        if config.samia:
+            metrics.update(samia_audit(model, split, seed=job.seed))
     except TrainingError as e:
         if row.label == REFERENCE:
             raise  # no table without its reference

@@ -9,7 +9,8 @@ from ..metrics.audit import HEADLINE
 from ..metrics.stats import mean_ci
 
 DISPLAY = {"original": "Original (no unlearning)", "retrain": "Retrain",
-           "retrain (2nd seed)": "Retrain, 2nd seed (noise floor)", "neggrad+": "NegGrad+"}
+           "retrain (2nd seed)": "Retrain, 2nd seed (noise floor)", "neggrad+": "NegGrad+",
+           "dau-nobt": "DAU (no BT)"}
 ATTACKS = ("correctness", "confidence", "entropy", "m_entropy")
 
 
@@ -72,18 +73,21 @@ def attacks_table(records: list[dict[str, Any]]) -> str:
     ok = [r for r in records if r.get("status") == "ok" and any(k.startswith("attack.") for k in r["metrics"])]
     if not ok:
         return ""
-    lines = ["| Method | " + " | ".join(f"{a} bacc / AUC" for a in ATTACKS) + " |", "|---|" + "---|" * len(ATTACKS)]
+    names = ATTACKS + (("samia",) if any("attack.samia.bacc" in r["metrics"] for r in ok) else ())
+    lines = ["| Method | " + " | ".join(f"{a} bacc / AUC" for a in names) + " |", "|---|" + "---|" * len(names)]
     by_row: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         by_row[r["row"]].append(r)
+    values = lambda rs, key: [r["metrics"][key] for r in rs if key in r["metrics"]]  # noqa: E731
     for label in _ordered_rows(ok):
         rs = by_row[label]
-        cells = [f"{fmt([r['metrics'][f'attack.{a}.bacc'] for r in rs], 1)} / {fmt([r['metrics'][f'attack.{a}.auc'] for r in rs], 1)}"
-                 for a in ATTACKS]
+        cells = [f"{fmt(values(rs, f'attack.{a}.bacc'), 1)} / {fmt(values(rs, f'attack.{a}.auc'), 1)}" for a in names]
         lines.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
+    samia = " samia is the transformer attack DAU trains against (Yuan & Zhang 2022), fitted the same way." \
+        if "samia" in names else ""
     return "\n".join(lines) + "\n\nSong & Mittal metric attacks with per-class thresholds fitted on (D_r, half of D_test), " \
         "evaluated on D_f (members) vs the other half of D_test: balanced accuracy and AUC in %. The target is " \
-        "the Retrain row, not 50.\n"
+        f"the Retrain row, not 50.{samia}\n"
 
 
 def distinguish_variants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

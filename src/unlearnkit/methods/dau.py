@@ -1,0 +1,163 @@
+"""DAU: Discriminative Adversarial Unlearning — unlearning as a min-max game (Sharma et al. 2024).
+
+The *attacker* (SAMIA, ``attacks/samia.py``) learns to tell the defender's outputs on D_f
+(members) from those on D_v (non-members); the *defender* (the model) minimises
+``CE(D_r batch) + α · L_adv(D_f batch) + β · L_BT(z_f, z_v)`` (``papers/FACTS.md`` §1–2):
+
+- ``L_adv``: the attacker's objective on D_f. ``form="non-saturating"`` (default; the paper's GAN
+  adjustment) is ``−log(1 − A(f))``; ``form="minimax"`` is the plain ``log A(f)``. The defender
+  backpropagates through the prediction *and* the noise-sensitivity input.
+- ``L_BT``: Barlow Twins (λ = ``bt_lambda`` = 5e-3) between batch-normalised encoder features
+  (``forward_features``) of a D_f batch and a D_v batch of the same size, both differentiable.
+- Class-wise schedule: for class-wise splits one weight is set to 0 after ``class_zero_after``
+  iterations (30, the paper's). The paper's reason — "unlearning the class is notably easier than
+  retaining general performance" — names the forgetting pressure as what to stop, and α is that
+  pressure (§3.3: minimising the attacker's objective is what costs retain accuracy; β is "a
+  regulariser" that eases the last layer), so ``class_zero="alpha"`` by default; ``"beta"`` and
+  ``"none"`` are options. With α at 0 the attacker is no longer run.
+
+Silent in the paper, chosen here (tuned on W1's validation split with ``benchmarks/tune_dau.py``
+over α ∈ {0.5, 1, 3}, β ∈ {0, 1e-3, 3e-3, 0.01, 0.1}, lr_share ∈ {0.2, 0.5}, 100/200 iterations;
+class-wise, α = 3 or lr_share 0.5 cost 3–10 points of RA, and every β > 0 cost RA and VA against
+β = 0 — see README): an iteration is one defender step; ``pretrain_steps`` attacker steps first, on the original's outputs for up to
+``pretrain_samples`` per side computed once; then per iteration ``attacker_steps`` attacker steps
+(the first on the iteration's own batches) and one defender step. Defender: SGD at ``lr_share`` ×
+the original lr with the original momentum and weight decay; attacker: Adam at ``attacker_lr``.
+Batches: ``batch_size`` from D_r, ``attack_batch_size`` from each of D_f and D_v. Attack inputs and
+features are computed with the defender in eval mode (what an auditor queries), CE in train mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attacks.samia import SamiaNet, attack_inputs, attacker_step, balanced_batch, inputs_of, sensitivity
+from ..data.pool import Samples
+from ..data.splits import ForgetSplit
+from ..sparsity.masks import apply_masks, mask_gradients
+from ..training.loop import check_finite
+from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+
+FORMS = ("non-saturating", "minimax")
+CLASS_ZERO = ("alpha", "beta", "none")
+
+
+def barlow_twins_loss(za: Tensor, zb: Tensor, *, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
+    """``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²`` with C the cross-correlation of batch-normalised ``za``, ``zb``."""
+    n = za.shape[0]
+    na = (za - za.mean(0)) / torch.sqrt(za.var(0, unbiased=False) + eps)
+    nb = (zb - zb.mean(0)) / torch.sqrt(zb.var(0, unbiased=False) + eps)
+    c = na.T @ nb / n
+    diag = torch.diagonal(c)
+    return (1 - diag).pow(2).sum() + lambd * (c.pow(2).sum() - diag.pow(2).sum())
+
+
+def adversarial_loss(logits: Tensor, form: str) -> Tensor:
+    """The defender's term from the attacker's logits on D_f (class 1 = member)."""
+    if form == "minimax":
+        return -F.cross_entropy(logits, torch.ones(len(logits), dtype=torch.long, device=logits.device))
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def draw(samples: Samples, n: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor]:
+    """``n`` random samples without replacement (all of them if fewer), as ``(inputs, labels)``."""
+    return next(samples.take(torch.randperm(len(samples), generator=generator)[:n]).batches(n, device=device))
+
+
+@register_method("dau")
+@dataclass(frozen=True, kw_only=True)
+class DAU:
+    """Min-max unlearning against a SAMIA attacker, with a Barlow-Twins feature term (see module doc)."""
+
+    iterations: int = 100
+    lr_share: float = 0.2
+    batch_size: int = 128
+    attack_batch_size: int = 32
+    alpha: float = 0.5
+    beta: float = 0.01
+    form: str = "non-saturating"
+    attacker_lr: float = 1e-3
+    pretrain_steps: int = 100
+    pretrain_samples: int = 256
+    attacker_steps: int = 1
+    class_zero: str = "alpha"
+    class_zero_after: int = 30
+    bt_lambda: float = 5e-3
+    copies: int = 10
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for f in ("iterations", "batch_size", "copies"):
+            check(getattr(self, f) >= 1, f"{self.name}.{f} must be >= 1, got {getattr(self, f)}")
+        for f in ("attack_batch_size", "pretrain_samples"):
+            check(getattr(self, f) >= 2, f"{self.name}.{f} must be >= 2, got {getattr(self, f)}")
+        for f in ("pretrain_steps", "attacker_steps", "class_zero_after"):
+            check(getattr(self, f) >= 0, f"{self.name}.{f} must be >= 0, got {getattr(self, f)}")
+        for f in ("lr_share", "attacker_lr", "eps"):
+            check(positive(getattr(self, f)), f"{self.name}.{f} must be > 0, got {getattr(self, f)}")
+        for f in ("alpha", "beta", "bt_lambda"):
+            v = getattr(self, f)
+            check(v == v and 0 <= v < float("inf"), f"{self.name}.{f} must be finite and >= 0, got {v}")
+        check(self.form in FORMS, f"{self.name}.form must be one of {FORMS}, got {self.form!r}")
+        check(self.class_zero in CLASS_ZERO, f"{self.name}.class_zero must be one of {CLASS_ZERO}, got {self.class_zero!r}")
+
+    def weights(self, iteration: int, class_wise: bool) -> tuple[float, float]:
+        """``(α, β)`` at ``iteration`` (0-based), after the class-wise schedule."""
+        off = class_wise and iteration >= self.class_zero_after
+        return (0.0 if off and self.class_zero == "alpha" else self.alpha,
+                0.0 if off and self.class_zero == "beta" else self.beta)
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
+        new, device, b = fresh_copy(model), model_device(model), split.budget
+        apply_masks(new)
+        noise = dict(generator=generator, copies=self.copies, eps=self.eps)
+        optimizer = torch.optim.SGD(new.parameters(), lr=b.lr * self.lr_share, momentum=b.momentum,
+                                    weight_decay=b.weight_decay)
+        retain = cycle_batches(split.retain, self.batch_size, generator, device)
+        n = min(self.attack_batch_size, len(split.forget), len(split.val))
+        with seeded(generator):
+            attacker = SamiaNet(split.num_classes).to(device)
+            att_opt = torch.optim.Adam(attacker.parameters(), lr=self.attacker_lr)
+            if self.alpha > 0 and self.pretrain_steps > 0:
+                sample = lambda s: s.take(torch.randperm(len(s), generator=generator)[:self.pretrain_samples])  # noqa: E731
+                im, iv = (inputs_of(new, sample(s), **noise) for s in (split.forget, split.val))
+                for _ in range(self.pretrain_steps):
+                    attacker_step(attacker, att_opt, *balanced_batch(im, iv, 2 * n, generator))
+            for it in range(self.iterations):
+                alpha, beta = self.weights(it, split.forget_class is not None)
+                (xf, yf), (xv, yv) = draw(split.forget, n, generator, device), draw(split.val, n, generator, device)
+                loss = torch.zeros((), device=device)
+                new.eval()
+                if alpha > 0 or beta > 0:
+                    zf = new.forward_features(xf)
+                    zv = new.forward_features(xv) if beta > 0 else None
+                if alpha > 0:
+                    pf = torch.softmax(new.forward_head(zf), dim=1)
+                    inf = attack_inputs(pf, sensitivity(new, xf, pf, **noise), yf)
+                    with torch.no_grad():
+                        pv = torch.softmax(new(xv) if zv is None else new.forward_head(zv), dim=1)
+                        inv = attack_inputs(pv, sensitivity(new, xv, pv, **noise), yv)
+                    for k in range(self.attacker_steps):
+                        if k > 0:
+                            inf_k, inv_k = (inputs_of(new, s.take(torch.randperm(len(s), generator=generator)[:n]),
+                                                      **noise) for s in (split.forget, split.val))
+                        check_finite(attacker_step(attacker, att_opt, *((inf, inv) if k == 0 else (inf_k, inv_k))),
+                                     f"{self.name} attacker at iteration {it + 1}")
+                    attacker.eval().requires_grad_(False)
+                    loss = loss + alpha * adversarial_loss(attacker(inf), self.form)
+                    attacker.requires_grad_(True)
+                if beta > 0:
+                    loss = loss + beta * barlow_twins_loss(zf, zv, lambd=self.bt_lambda)
+                new.train()
+                xr, yr = next(retain)
+                loss = loss + F.cross_entropy(new(xr), yr)
+                check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                mask_gradients(new)
+                optimizer.step()
+                apply_masks(new)
+        return new.eval()
