@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import defaultdict
 from typing import Any, Iterable
 
@@ -45,6 +46,12 @@ def describe(record: dict[str, Any]) -> str:
     return f"{c['data']['name']} · {model} · {scenario}{extra} · {c['train']['epochs']:g} epochs"
 
 
+def short(message: str, width: int = 120) -> str:
+    """``message`` on one line, cut at a word boundary with an ellipsis if longer than ``width``."""
+    out = textwrap.shorten(message, width, placeholder=" …")
+    return out if out.strip(" …") else message[:width - 2] + " …"  # one word longer than width
+
+
 def metrics_table(records: list[dict[str, Any]]) -> str:
     seeds = sorted({r["seed"] for r in records})
     lines = [f"| Method | {' | '.join(HEADLINE)} | Avg. Disparity | Time (s) | Time / retrain | seeds |",
@@ -61,7 +68,7 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
         timed = [r for r in ok if r["method"] is not None]
         cells.append(fmt([r["seconds"] for r in timed], 1))
         cells.append(fmt([r["time_vs_retrain"] for r in timed if r["time_vs_retrain"] is not None], 3))
-        cells.append(f"{len(ok)}" + (f" ({len(failed)} failed: {failed[0].get('error', '')[:80]})" if failed else ""))
+        cells.append(f"{len(ok)}" + (f" ({len(failed)} failed: {short(failed[0].get('error', ''))})" if failed else ""))
         lines.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nMean ± 95% CI (Student t) over seeds {seeds}. UA = 100 − acc(D_f); " \
         "MIA-Efficacy = share of D_f the SVC confidence attack calls non-member; RA/TA = retain/test accuracy; " \
