@@ -109,6 +109,19 @@ def _cmd_adversarial(args: argparse.Namespace) -> int:
     return 1 if any(r.get("status") != "ok" for r in records) else 0
 
 
+def _experiment_arguments(parser: argparse.ArgumentParser, *, scenarios: str, seeds: str, out: str,
+                          sparsity: str) -> None:
+    """The options that pick an experiment, shared by ``run`` and ``tune`` (help texts differ)."""
+    parser.add_argument("--config", help="YAML experiment file (see configs/)")
+    parser.add_argument("--scenario", help=f"forget scenario: {scenarios}")
+    parser.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
+    parser.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
+    parser.add_argument("--seeds", help=f"comma-separated seeds ({seeds})")
+    parser.add_argument("--out", help=out)
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument("--sparsity", help=sparsity)
+
+
 def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
     p = sub.add_parser(name, help=help, description=description + " Extra arguments are key=value overrides.")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -147,16 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run an experiment. Extra arguments are key=value overrides, e.g. "
                                      "train.epochs=5 params.ft.lr_share=0.2 data.train_subset=2000")
     run.add_argument("overrides", nargs="*", metavar="key=value")
-    run.add_argument("--config", help="YAML experiment file (see configs/)")
-    run.add_argument("--scenario", help="forget scenario: random | class | ids | adversarial:<strategy>")
-    run.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
-    run.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
     run.add_argument("--methods", help="comma-separated methods (default: all registered)")
-    run.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
-    run.add_argument("--out", help="output folder (default runs/<dataset>-<model>-<scenario>)")
-    run.add_argument("--data-dir", help="folder holding the dataset files")
-    run.add_argument("--sparsity", help="prune the original model to this share of zero weights first (e.g. 0.95; "
-                                        "default 0 = dense)")
+    _experiment_arguments(run, scenarios="random | class | ids | adversarial:<strategy>",
+                          seeds="default 0,1,2", out="output folder (default runs/<dataset>-<model>-<scenario>)",
+                          sparsity="prune the original model to this share of zero weights first (e.g. 0.95; "
+                                   "default 0 = dense)")
     run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
     run.add_argument("--backend", default="local",
                      help="where the runs (seed × method) and SISA shards go: local (default, in this process) or "
@@ -176,14 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "arguments are config overrides, as in run.")
     tune.add_argument("overrides", nargs="*", metavar="name=v1,v2")
     tune.add_argument("--method", required=True, help="the method to tune (see unlearnkit ls methods)")
-    tune.add_argument("--config", help="YAML experiment file (see configs/)")
-    tune.add_argument("--scenario", help="forget scenario: random | class | ids")
-    tune.add_argument("--forget-class", type=int, help="class to forget (class scenario)")
-    tune.add_argument("--forget-ids", help="file of training IDs to forget (ids scenario)")
-    tune.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
-    tune.add_argument("--out", help="the experiment's output folder; records go to OUT/tune/")
-    tune.add_argument("--data-dir", help="folder holding the dataset files")
-    tune.add_argument("--sparsity", help="tune on the sparse original of this sparsity (e.g. 0.95)")
+    _experiment_arguments(tune, scenarios="random | class | ids", seeds="default: the config's",
+                          out="the experiment's output folder; records go to OUT/tune/",
+                          sparsity="tune on the sparse original of this sparsity (e.g. 0.95)")
     tune.set_defaults(func=_cmd_tune, methods=None)
     _adversarial_parser(sub, "damage", "TA after malicious deletion requests: every method × strategy × budget",
                         "Measure the damage of adversarial deletion requests for every unlearning method.")

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from ..attacks.samia import SamiaNet, attack_inputs, attacker_step, balanced_batch, inputs_of, sensitivity
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks, mask_gradients
-from ..training.loop import check_finite
+from ..sparsity.masks import apply_masks
+from ..training.loop import check_finite, masked_step
 from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
 
 FORMS = ("non-saturating", "minimax")
@@ -155,9 +155,5 @@ class DAU:
                 xr, yr = next(retain)
                 loss = loss + F.cross_entropy(new(xr), yr)
                 check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                mask_gradients(new)
-                optimizer.step()
-                apply_masks(new)
+                masked_step(new, optimizer, loss)
         return new.eval()

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks, mask_gradients
-from ..training.loop import check_finite, make_optimizer, scaled
+from ..sparsity.masks import apply_masks
+from ..training.loop import check_finite, make_optimizer, masked_step, scaled
 from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
 
 
@@ -85,11 +85,7 @@ class SCRUB:
 
         def step(loss: Tensor, where: str) -> None:
             check_finite(loss, f"scrub {where}", config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            mask_gradients(student)
-            optimizer.step()
-            apply_masks(student)
+            masked_step(student, optimizer, loss)
 
         apply_masks(student)
         student.train()

@@ -58,6 +58,17 @@ def check_finite(loss: Tensor, where: str, config: TrainConfig | None = None) ->
         raise TrainingError(f"non-finite loss ({loss.item()}) in {where}{advice}")
 
 
+def masked_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """One optimiser step on ``loss`` that keeps pruned weights at exactly zero: gradients masked
+    before the step (so momentum never sees them), weights masked after it (so weight decay cannot
+    revive them)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    mask_gradients(model)
+    optimizer.step()
+    apply_masks(model)
+
+
 def train(
     model: nn.Module,
     samples: Samples,
@@ -108,11 +119,7 @@ def train(
                     group["lr"] = config.lr * lr_factor(config, step, total, steps_per_epoch)
                 loss = loss_fn(model, x, y)
                 check_finite(loss, f"{desc} at step {step + 1}/{total}", config)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                mask_gradients(model)
-                optimizer.step()
-                apply_masks(model)
+                masked_step(model, optimizer, loss)
                 if after_step is not None:
                     after_step(model)
                 step += 1
