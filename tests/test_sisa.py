@@ -151,6 +151,18 @@ def test_bad_requests_change_nothing_on_disk(toy, store):
     assert folder_digest(store.root) == before
 
 
+def test_deleting_every_remaining_id_is_refused_and_changes_nothing(toy, store):
+    model, train, _ = toy
+    first = store.plan.slices[0][0][:2]
+    store.unlearn(first, pool=train.pool, template=model)
+    before = folder_digest(store.root)
+    for persist in (True, False):
+        with pytest.raises(ForgetRequestError, match="all .* remaining"):
+            store.unlearn(store.plan.ids(), pool=train.pool, template=model, persist=persist)
+    assert folder_digest(store.root) == before
+    store.ensemble(model)  # still usable
+
+
 def test_a_crash_mid_unlearning_leaves_the_store_as_it_was(toy, store):
     model, train, _ = toy
 

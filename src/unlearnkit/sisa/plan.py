@@ -112,7 +112,8 @@ def check_deletion(plan: ShardPlan, deleted: Tensor, ids: Tensor) -> Tensor:
     """Validate a deletion request against the plan; return the IDs as a sorted int64 tensor.
 
     Raises:
-        ForgetRequestError: empty, not integers, duplicated, already deleted, unknown to the plan.
+        ForgetRequestError: empty, not integers, duplicated, already deleted, unknown to the plan, or
+            every ID the plan still holds.
     """
     ids = torch.as_tensor(ids)
     if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
@@ -130,6 +131,9 @@ def check_deletion(plan: ShardPlan, deleted: Tensor, ids: Tensor) -> Tensor:
     unknown = ids[shard < 0]
     if unknown.numel():
         raise ForgetRequestError(f"{unknown.numel()} ids were never in this SISA training set: {unknown[:5].tolist()}")
+    if len(ids) == len(plan.ids()):
+        raise ForgetRequestError(f"the request deletes all {len(ids)} remaining training ids: no shard would be left "
+                                 "to predict with")
     return torch.sort(ids).values
 
 

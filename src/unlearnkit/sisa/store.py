@@ -300,8 +300,8 @@ class SisaStore:
             persist: write the new checkpoints and bookkeeping (False: compute only, store untouched).
 
         Raises:
-            ForgetRequestError: not integers, empty, repeated, already deleted, never trained on
-                (nothing is written).
+            ForgetRequestError: not integers, empty, repeated, already deleted, never trained on, or
+                every ID left (nothing is written).
             DataError / CheckpointError: other data or architecture; a corrupted checkpoint.
         """
         if not persist:
