@@ -137,7 +137,8 @@ def test_bad_requests_change_nothing_on_disk(toy, store):
                          (torch.tensor([known, int(first[0])]), "already deleted"),
                          (torch.tensor([known, 10**7]), "never in this SISA training set"),
                          (torch.tensor([], dtype=torch.int64), "empty"),
-                         (torch.tensor([1.5]), "integers")]:
+                         (torch.tensor([1.5]), "integers"),
+                         ([], "empty"), ([known, 2**70], "integers"), (["7"], "integers")]:
         with pytest.raises(ForgetRequestError, match=message):
             store.unlearn(bad, pool=train.pool, template=model)
     assert folder_digest(store.root) == before

@@ -115,12 +115,15 @@ def check_deletion(plan: ShardPlan, deleted: Tensor, ids: Tensor) -> Tensor:
         ForgetRequestError: empty, not integers, duplicated, already deleted, unknown to the plan, or
             every ID the plan still holds.
     """
-    ids = torch.as_tensor(ids)
-    if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
-    ids = ids.to(torch.int64)
+    try:
+        ids = torch.as_tensor(ids)
+    except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists, ints beyond int64
+        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers ({e})") from e
     if ids.numel() == 0:
         raise ForgetRequestError("the deletion request is empty")
+    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
+    ids = ids.to(torch.int64)
     uniq, counts = torch.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise ForgetRequestError(f"duplicate deletion ids: {uniq[counts > 1][:5].tolist()}")
