@@ -190,6 +190,21 @@ def test_a_crash_mid_unlearning_leaves_the_store_as_it_was(toy, store):
     again.state(0, 0)  # the new generation-1 file, not the orphan, and its checksum holds
 
 
+def test_an_explicit_plan_must_hold_distinct_ids_of_the_samples(toy, tmp_path):
+    from unlearnkit.sisa import ShardPlan
+
+    model, train, _ = toy
+    small = train.take(slice(0, 40))
+    config = SisaConfig(shards=2, slices=1, seed=0, budget=TrainConfig(epochs=1, batch_size=32))
+    ids = small.ids
+    outside = int(train.ids[50])  # in the pool, not in the samples
+    for plan, message in [(ShardPlan(((ids[:20],), (torch.cat([ids[20:], torch.tensor([outside])]),))), "not in the samples"),
+                          (ShardPlan(((ids[:20],), (ids[19:],))), "more than once")]:
+        with pytest.raises(ConfigError, match=message):
+            train_sisa(model, small, config, tmp_path / "store", plan=plan)
+        assert not (tmp_path / "store").exists()
+
+
 def test_corrupted_checkpoint_is_refused(toy, store):
     path = store.root / store.checkpoints[0][2]
     data = bytearray(path.read_bytes())
