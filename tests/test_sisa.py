@@ -205,6 +205,22 @@ def test_an_explicit_plan_must_hold_distinct_ids_of_the_samples(toy, tmp_path):
         assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize("edit", ["float", "duplicate", "nested"])
+def test_a_corrupted_plan_in_the_bookkeeping_is_refused(store, edit):
+    path = store.root / "sisa.json"
+    manifest = json.loads(path.read_text())
+    first = manifest["plan"][0][0]
+    if edit == "float":
+        first[0] += 0.5  # would be truncated to another ID
+    elif edit == "duplicate":
+        first[0] = manifest["plan"][1][0][0]
+    else:
+        manifest["plan"][0][0] = [first]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="malformed SISA plan"):
+        SisaStore.open(store.root)
+
+
 def test_corrupted_checkpoint_is_refused(toy, store):
     path = store.root / store.checkpoints[0][2]
     data = bytearray(path.read_bytes())

@@ -73,12 +73,26 @@ class ShardPlan:
     @classmethod
     def from_json(cls, data: list) -> "ShardPlan":
         try:
-            plan = cls(tuple(tuple(torch.tensor(part, dtype=torch.int64) for part in shard) for shard in data))
+            plan = cls(tuple(tuple(_id_list(part) for part in shard) for shard in data))
         except (TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"malformed SISA plan ({e})") from e
         if not plan.slices or len({len(shard) for shard in plan.slices}) != 1:
             raise CheckpointError("malformed SISA plan: shards must all have the same number of slices")
+        ids = plan.ids()
+        twice = ids[1:][ids[1:] == ids[:-1]]
+        if twice.numel():
+            raise CheckpointError(f"malformed SISA plan: ids in more than one place: {twice[:5].tolist()}")
         return plan
+
+
+def _id_list(part: list) -> Tensor:
+    """One slice of a JSON plan as int64 IDs (floats and booleans are refused, not truncated)."""
+    if not isinstance(part, list):
+        raise TypeError(f"a slice must be a list of ids, got {type(part).__name__}")
+    ids = torch.tensor(part) if part else torch.empty(0, dtype=torch.int64)
+    if ids.dim() != 1 or ids.dtype != torch.int64:
+        raise ValueError(f"a slice must be a flat list of integers, got {ids.dtype} {tuple(ids.shape)}")
+    return ids
 
 
 def make_plan(ids: Tensor, labels: Tensor, *, shards: int, slices: int, generator: torch.Generator,
