@@ -137,7 +137,8 @@ def test_bad_requests_change_nothing_on_disk(toy, store):
                          (torch.tensor([known, int(first[0])]), "already deleted"),
                          (torch.tensor([known, 10**7]), "never in this SISA training set"),
                          (torch.tensor([], dtype=torch.int64), "empty"),
-                         (torch.tensor([1.5]), "integers")]:
+                         (torch.tensor([1.5]), "integers"),
+                         ([], "empty"), ([known, 2**70], "integers"), (["7"], "integers")]:
         with pytest.raises(ForgetRequestError, match=message):
             store.unlearn(bad, pool=train.pool, template=model)
     assert folder_digest(store.root) == before
@@ -149,6 +150,18 @@ def test_bad_requests_change_nothing_on_disk(toy, store):
     with pytest.raises(DataError, match="fingerprint"):
         store.unlearn(torch.tensor([known]), pool=shuffled, template=model)
     assert folder_digest(store.root) == before
+
+
+def test_deleting_every_remaining_id_is_refused_and_changes_nothing(toy, store):
+    model, train, _ = toy
+    first = store.plan.slices[0][0][:2]
+    store.unlearn(first, pool=train.pool, template=model)
+    before = folder_digest(store.root)
+    for persist in (True, False):
+        with pytest.raises(ForgetRequestError, match="all .* remaining"):
+            store.unlearn(store.plan.ids(), pool=train.pool, template=model, persist=persist)
+    assert folder_digest(store.root) == before
+    store.ensemble(model)  # still usable
 
 
 def test_a_crash_mid_unlearning_leaves_the_store_as_it_was(toy, store):
@@ -175,6 +188,37 @@ def test_a_crash_mid_unlearning_leaves_the_store_as_it_was(toy, store):
     assert json.loads((store.root / "sisa.json").read_text())["generation"] == 1
     assert torch.isin(ids, again.deleted).all()
     again.state(0, 0)  # the new generation-1 file, not the orphan, and its checksum holds
+
+
+def test_an_explicit_plan_must_hold_distinct_ids_of_the_samples(toy, tmp_path):
+    from unlearnkit.sisa import ShardPlan
+
+    model, train, _ = toy
+    small = train.take(slice(0, 40))
+    config = SisaConfig(shards=2, slices=1, seed=0, budget=TrainConfig(epochs=1, batch_size=32))
+    ids = small.ids
+    outside = int(train.ids[50])  # in the pool, not in the samples
+    for plan, message in [(ShardPlan(((ids[:20],), (torch.cat([ids[20:], torch.tensor([outside])]),))), "not in the samples"),
+                          (ShardPlan(((ids[:20],), (ids[19:],))), "more than once")]:
+        with pytest.raises(ConfigError, match=message):
+            train_sisa(model, small, config, tmp_path / "store", plan=plan)
+        assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("edit", ["float", "duplicate", "nested"])
+def test_a_corrupted_plan_in_the_bookkeeping_is_refused(store, edit):
+    path = store.root / "sisa.json"
+    manifest = json.loads(path.read_text())
+    first = manifest["plan"][0][0]
+    if edit == "float":
+        first[0] += 0.5  # would be truncated to another ID
+    elif edit == "duplicate":
+        first[0] = manifest["plan"][1][0][0]
+    else:
+        manifest["plan"][0][0] = [first]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="malformed SISA plan"):
+        SisaStore.open(store.root)
 
 
 def test_corrupted_checkpoint_is_refused(toy, store):

@@ -46,3 +46,19 @@ def test_training_never_revives_pruned_weights(toy_dataset, toy_base):
     before = [p.clone() for p in dense.parameters()]
     apply_masks(dense)
     assert all(torch.equal(a, b) for a, b in zip(before, dense.parameters()))
+
+
+@pytest.mark.parametrize("bad", ["half", "nan", "unknown"])
+def test_a_bad_mask_is_refused_and_attaches_nothing(toy_dataset, bad):
+    m = make_toy_model(toy_dataset)
+    before = copy.deepcopy(m.state_dict())
+    masks = global_magnitude_masks(m, 0.5)
+    last = list(masks)[-1]
+    if bad == "unknown":
+        masks["nope.weight"] = torch.ones(1)
+    else:
+        masks[last] = masks[last] * (0.5 if bad == "half" else float("nan"))
+    with pytest.raises((ValueError, KeyError)):
+        attach_masks(m, masks)
+    assert masks_of(m) == {}
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())

@@ -120,3 +120,18 @@ def test_tune_results_do_not_depend_on_the_test_set(tmp_path):
         assert main(["tune", *args, "--method", "ft", "lr_share=0.1,0.3", "--out", str(tmp_path / name)]) == 0
         results[name] = [(r["point"], r["metrics"], r["reference"]) for r in tune_records(tmp_path / name)]
     assert results["real"] == results["noise"]
+
+
+def test_report_shows_the_error_of_the_seed_that_failed():
+    from unlearnkit.experiments.tune import Grid, tune_report
+
+    config = {"data": {"name": "synthetic"}, "model": {"name": "cnn", "options": {}}, "train": {"epochs": 2},
+              "forget": {"scenario": "random", "count": None, "fraction": 0.1, "forget_class": None, "ids_file": None}}
+    reference = {k: 50.0 for k in VALIDATION_HEADLINE}
+    ok = {"config": config, "seed": 0, "point": {"alpha": 1.0}, "status": "ok", "metrics": reference,
+          "disparity": 0.0, "seconds": 1.0, "reference": reference, "reference_seconds": 2.0}
+    failed = {**ok, "seed": 1, "status": "failed", "metrics": {}, "disparity": None, "seconds": float("nan"),
+              "error": "non-finite loss (nan) in ga at step 3/10"}
+    report = tune_report([ok, failed], Grid("ga", (("alpha", (1.0,)),)))
+    assert "1 failed: non-finite loss (nan) in ga" in report
+    assert "best: none" in report  # a point must succeed on every seed

@@ -22,7 +22,7 @@ from ..data.pool import Samples
 from ..errors import ConfigError, TrainingError, UnlearnKitError
 from ..methods.base import METHODS, create_method, method_params
 from ..metrics.audit import VALIDATION_HEADLINE, avg_disparity, validation_audit
-from ..report.table import describe, fmt
+from ..report.table import describe, fmt, short
 from ..version import code_version
 from .config import RunConfig, _scalar, digest, to_dict
 from .records import RecordStore
@@ -177,9 +177,10 @@ def tune_report(records: list[dict[str, Any]], grid: Grid) -> str:
     for point in grid.points():
         rs = [r for r in records if r["point"] == point]
         ok = [r for r in rs if r["status"] == "ok"]
+        failed = [r for r in rs if r["status"] != "ok"]
         cells = [_show(point[n]) for n in names] + [fmt([r["metrics"][k] for r in ok]) for k in VALIDATION_HEADLINE]
         cells += [fmt([r["disparity"] for r in ok]), fmt([r["seconds"] for r in ok], 1),
-                  f"{len(ok)}" + (f" ({len(rs) - len(ok)} failed: {rs[0].get('error', '')[:60]})" if len(ok) < len(rs) else "")]
+                  f"{len(ok)}" + (f" ({len(failed)} failed: {short(failed[0].get('error', ''), 60)})" if failed else "")]
         lines.append("| " + " | ".join(cells) + " |")
     best = best_point(records)
     verdict = ("best: " + ", ".join(f"{k}={_show(v)}" for k, v in best[0].items())

@@ -73,12 +73,26 @@ class ShardPlan:
     @classmethod
     def from_json(cls, data: list) -> "ShardPlan":
         try:
-            plan = cls(tuple(tuple(torch.tensor(part, dtype=torch.int64) for part in shard) for shard in data))
+            plan = cls(tuple(tuple(_id_list(part) for part in shard) for shard in data))
         except (TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"malformed SISA plan ({e})") from e
         if not plan.slices or len({len(shard) for shard in plan.slices}) != 1:
             raise CheckpointError("malformed SISA plan: shards must all have the same number of slices")
+        ids = plan.ids()
+        twice = ids[1:][ids[1:] == ids[:-1]]
+        if twice.numel():
+            raise CheckpointError(f"malformed SISA plan: ids in more than one place: {twice[:5].tolist()}")
         return plan
+
+
+def _id_list(part: list) -> Tensor:
+    """One slice of a JSON plan as int64 IDs (floats and booleans are refused, not truncated)."""
+    if not isinstance(part, list):
+        raise TypeError(f"a slice must be a list of ids, got {type(part).__name__}")
+    ids = torch.tensor(part) if part else torch.empty(0, dtype=torch.int64)
+    if ids.dim() != 1 or ids.dtype != torch.int64:
+        raise ValueError(f"a slice must be a flat list of integers, got {ids.dtype} {tuple(ids.shape)}")
+    return ids
 
 
 def make_plan(ids: Tensor, labels: Tensor, *, shards: int, slices: int, generator: torch.Generator,
@@ -112,14 +126,18 @@ def check_deletion(plan: ShardPlan, deleted: Tensor, ids: Tensor) -> Tensor:
     """Validate a deletion request against the plan; return the IDs as a sorted int64 tensor.
 
     Raises:
-        ForgetRequestError: empty, not integers, duplicated, already deleted, unknown to the plan.
+        ForgetRequestError: empty, not integers, duplicated, already deleted, unknown to the plan, or
+            every ID the plan still holds.
     """
-    ids = torch.as_tensor(ids)
-    if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
-    ids = ids.to(torch.int64)
+    try:
+        ids = torch.as_tensor(ids)
+    except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists, ints beyond int64
+        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers ({e})") from e
     if ids.numel() == 0:
         raise ForgetRequestError("the deletion request is empty")
+    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
+    ids = ids.to(torch.int64)
     uniq, counts = torch.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise ForgetRequestError(f"duplicate deletion ids: {uniq[counts > 1][:5].tolist()}")
@@ -130,6 +148,9 @@ def check_deletion(plan: ShardPlan, deleted: Tensor, ids: Tensor) -> Tensor:
     unknown = ids[shard < 0]
     if unknown.numel():
         raise ForgetRequestError(f"{unknown.numel()} ids were never in this SISA training set: {unknown[:5].tolist()}")
+    if len(ids) == len(plan.ids()):
+        raise ForgetRequestError(f"the request deletes all {len(ids)} remaining training ids: no shard would be left "
+                                 "to predict with")
     return torch.sort(ids).values
 
 

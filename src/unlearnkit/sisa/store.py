@@ -300,8 +300,8 @@ class SisaStore:
             persist: write the new checkpoints and bookkeeping (False: compute only, store untouched).
 
         Raises:
-            ForgetRequestError: not integers, empty, repeated, already deleted, never trained on
-                (nothing is written).
+            ForgetRequestError: not integers, empty, repeated, already deleted, never trained on, or
+                every ID left (nothing is written).
             DataError / CheckpointError: other data or architecture; a corrupted checkpoint.
         """
         if not persist:
@@ -405,7 +405,7 @@ def train_sisa(template: nn.Module, samples: Samples, config: SisaConfig, root: 
 
     Raises:
         ConfigError: ``root`` already holds a store, fewer samples than shards × slices, a plan
-            that does not fit the config, or relabelled samples.
+            that does not fit the config or holds IDs twice or outside ``samples``, or relabelled samples.
     """
     root = Path(root)
     if (root / MANIFEST).exists():
@@ -418,6 +418,14 @@ def train_sisa(template: nn.Module, samples: Samples, config: SisaConfig, root: 
     elif (plan.num_shards, plan.num_slices) != (config.shards, config.slices):
         raise ConfigError(f"the plan has {plan.num_shards} × {plan.num_slices} parts, the config "
                           f"{config.shards} × {config.slices}")
+    else:
+        held = plan.ids()
+        outside = held[~torch.isin(held, samples.ids)]
+        if outside.numel():
+            raise ConfigError(f"{outside.numel()} ids of the plan are not in the samples given: {outside[:5].tolist()}")
+        twice = held[1:][held[1:] == held[:-1]]
+        if twice.numel():
+            raise ConfigError(f"the plan holds ids more than once: {torch.unique(twice)[:5].tolist()}")
     begin = time.perf_counter()
     jobs = [ShardJob(s, 0, None, plan.slices[s]) for s in range(config.shards)]
     results = run_jobs(jobs, template, samples.pool, config, backend)

@@ -20,13 +20,18 @@ def _owner(model: nn.Module, param_name: str) -> tuple[nn.Module, str]:
 
 
 def attach_masks(model: nn.Module, masks: dict[str, Tensor]) -> nn.Module:
-    """Register ``masks`` (parameter name → 0/1 tensor of the parameter's shape) and apply them."""
+    """Register ``masks`` (parameter name → 0/1 tensor of the parameter's shape) and apply them.
+
+    Every mask is checked before any is registered, so a bad one leaves ``model`` untouched."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         if name not in params:
             raise KeyError(f"no parameter {name!r} to mask")
         if mask.shape != params[name].shape:
             raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, parameter {tuple(params[name].shape)}")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"mask for {name} must hold only 0 and 1 (a pruned or a kept weight)")
+    for name, mask in masks.items():
         module, leaf = _owner(model, name)
         module.register_buffer(leaf + SUFFIX, mask.to(device=params[name].device, dtype=params[name].dtype).clone())
     apply_masks(model)
