@@ -7,6 +7,7 @@ import torch
 
 from unlearnkit.sparsity import apply_masks, attach_masks, global_magnitude_masks, masks_of, prunable, sparsity_of
 from unlearnkit.training import TrainConfig, load_checkpoint, save_checkpoint, train
+from unlearnkit.training.loop import masked_step
 
 from .conftest import make_toy_model
 
@@ -62,3 +63,18 @@ def test_a_bad_mask_is_refused_and_attaches_nothing(toy_dataset, bad):
         attach_masks(m, masks)
     assert masks_of(m) == {}
     assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+
+
+def test_masked_step_keeps_momentum_of_pruned_weights_at_zero(toy_dataset):
+    # mask_gradients's own effect: the optimiser never sees a gradient at a pruned position, so its
+    # momentum buffer stays zero there (apply_masks alone would zero the weight but not the buffer)
+    m = make_toy_model(toy_dataset)
+    attach_masks(m, global_magnitude_masks(m, 0.7))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(8, *toy_dataset.input_shape)
+    y = torch.randint(0, toy_dataset.num_classes, (8,))
+    masked_step(m, opt, torch.nn.functional.cross_entropy(m(x), y))
+    params = dict(m.named_parameters())
+    for name, mask in masks_of(m).items():
+        buf = opt.state[params[name]]["momentum_buffer"]
+        assert torch.all(buf[mask == 0] == 0) and buf[mask == 1].abs().sum() > 0
