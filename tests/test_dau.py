@@ -10,7 +10,7 @@ from torch import nn
 
 from unlearnkit.attacks.samia import (SamiaAttack, SamiaNet, attack_inputs, attacker_step, balanced_batch, inputs_of,
                                       samia_audit, sensitivity)
-from unlearnkit.errors import TrainingError
+from unlearnkit.errors import ConfigError, TrainingError
 from unlearnkit.methods import create_method
 from unlearnkit.methods.dau import adversarial_loss, barlow_twins_loss
 
@@ -119,6 +119,22 @@ def test_class_wise_schedule():
     assert dau.weights(500, False) == (dau.alpha, dau.beta)
     assert create_method("dau", class_zero="beta").weights(30, True) == (dau.alpha, 0.0)
     assert create_method("dau", class_zero="none").weights(30, True) == (dau.alpha, dau.beta)
+    # class_zero_below: past step 30 the weight stays on until the forget batch is forgotten enough
+    assert dau.weights(30, True, switched=False) == (dau.alpha, dau.beta)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="class_zero_below"):
+            create_method("dau", class_zero_below=bad)
+
+
+def test_class_zero_below_keeps_the_adversarial_term_on_until_the_class_is_forgotten(toy_original, toy_class_split):
+    # a tiny learning rate keeps the forget class classified right, so with class_zero_below=0 α stays
+    # on past class_zero_after (the attacker keeps playing) and the result differs from the paper's
+    # fixed schedule, which switches α off after step 1
+    small = dict(iterations=4, pretrain_steps=2, pretrain_samples=16, attack_batch_size=8, class_zero_after=1, lr_share=1e-6)
+    fixed = create_method("dau", **small).unlearn(toy_original, toy_class_split, generator=torch.Generator().manual_seed(3))
+    held = create_method("dau", class_zero_below=0.0, **small).unlearn(toy_original, toy_class_split,
+                                                                        generator=torch.Generator().manual_seed(3))
+    assert any(not torch.equal(fixed.state_dict()[k], held.state_dict()[k]) for k in fixed.state_dict())
 
 
 def test_dau_nobt_is_dau_without_the_barlow_twins_term(toy_original, toy_random_split):
