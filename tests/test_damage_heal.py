@@ -94,3 +94,19 @@ def test_run_with_an_adversarial_scenario(tmp_path, capsys, caplog):
     assert recs[0]["n_forget"] == round(0.05 * 540) and recs[0]["config"]["forget"]["scenario"] == "adversarial:class"
     assert main(["ls", "adversaries"]) == 0
     assert "adversaries: boundary, class, coverage, gradnorm, influence, random, typical" in capsys.readouterr().out
+
+
+def test_damage_table_says_how_many_seeds_each_strategy_averages():
+    from unlearnkit.report.adversarial import damage_report
+
+    def rec(seed, strategy, row, ta):
+        return {"status": "ok", "seed": seed, "strategy": strategy, "budget": 0.1, "row": row, "knowledge": "data",
+                "metrics": {"TA": ta}, "damage": 90.0 - ta, "excess_damage": 0.0, "ta_original": 90.0,
+                "n_train": 100, "config": {"data": {"name": "toy"}, "model": {"name": "mlp", "options": {}}, "train": {"epochs": 1},
+                                           "reserve": 10}}
+    records = [rec(s, "random", row, 89.0 + s) for s in (0, 1, 2) for row in ("original", "retrain")]
+    records += [rec(0, "class", row, 80.0) for row in ("original", "retrain")]
+    text = damage_report(records)
+    assert "| | random (3 seeds) | class (1 seed) |" in text
+    even = damage_report([r for r in records if r["strategy"] == "random"])
+    assert "| | random |" in even

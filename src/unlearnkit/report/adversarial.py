@@ -49,7 +49,10 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     knowledge = {r["strategy"]: r.get("knowledge", "?") for r in ok}
     out = [f"### Adversarial deletion requests — {_describe(ok[0])}\n",
            "Strategies and what they need to know: " + ", ".join(f"`{s}` ({knowledge[s]})" for s in strategies) + ".\n"]
-    head = "| | " + " | ".join(strategies) + " |\n|---|" + "---|" * len(strategies)
+    n_seeds = {s: len({r["seed"] for r in ok if r["strategy"] == s}) for s in strategies}
+    uneven = len(set(n_seeds.values())) > 1  # then say, per column, how many seeds it averages
+    head = "| | " + " | ".join(f"{s} ({n_seeds[s]} seed{'s' * (n_seeds[s] > 1)})" if uneven else s
+                               for s in strategies) + " |\n|---|" + "---|" * len(strategies)
     for b in budgets:
         out.append(f"#### Budget {_budget(b)}: test accuracy (TA, %)\n\n{head}")
         for row in rows:
