@@ -67,6 +67,11 @@ def test_damage_then_heal_record_tables_and_resume(tmp_path, capsys):
                    "`tw` = D_r + twins (cosine), 1 epoch", "healing time / retrain time"):
         assert needle in printed
     assert main(hargs) == 0 and len(records(heal)) == 7
+    # `unlearnkit report` prints both tables again from the records alone
+    capsys.readouterr()
+    assert main(["report", str(damage), str(heal)]) == 0
+    printed = capsys.readouterr().out
+    assert "#### Budget 10%: test accuracy" in printed and f"### Healing after `{worst}` requests of 10%" in printed
 
 
 def test_heal_without_damage_records_or_with_bad_settings_refuses(tmp_path, capsys):

@@ -78,6 +78,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not found:
             raise UnlearnKitError(f"no records in {Path(out_dir) / 'records.jsonl'}")
         records.update((r["key"], r) for r in found)
+    adversarial = [r for r in records.values() if "strategy" in r]  # damage and heal records
+    if adversarial:
+        from .report.adversarial import damage_report, heal_report
+
+        damage = [r for r in adversarial if "variant" not in r]
+        heal = [r for r in adversarial if "variant" in r]
+        print("\n".join(text for text in (damage and damage_report(damage), heal and heal_report(heal)) if text))
+        if len(adversarial) == len(records):
+            return 0
+        records = {k: r for k, r in records.items() if "strategy" not in r}
     print(experiment_report(records.values()))
     comparison = sparsity_report(records.values())
     if comparison:
