@@ -32,6 +32,12 @@ def test_run_prints_table_writes_records_and_skips_on_rerun(tmp_path, capsys):
     assert {"config", "seed", "code_version", "seconds", "metrics", "avg_disparity", "time_vs_retrain"} <= set(r)
     assert r["config"]["train"]["epochs"] == 2 and r["n_forget"] > 0
     assert (out / "table.md").read_text().startswith("### synthetic")
+    try:  # the dev install has matplotlib: the attack bar plot is drawn and linked from the table
+        import matplotlib  # noqa: F401
+        assert (out / "attacks.png").stat().st_size > 1000
+        assert "![Membership attacks per method](attacks.png)" in (out / "table.md").read_text()
+    except ImportError:
+        assert not (out / "attacks.png").exists()
     import numpy as np
     with np.load(out / "samples" / f"{r['key']}.npz") as per_sample:
         assert len(per_sample["forget_ids"]) == r["n_forget"] == len(per_sample["forget_confidence"])

@@ -357,9 +357,14 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
             waiting[seed].append((record, samples))
         else:
             write(record, samples)
-    from ..report.table import experiment_report  # late import: report depends on records only
-    write_atomic(out_dir / "table.md", experiment_report(mine()))
-    return mine()
+    from ..report.attack_plot import plot_attacks  # late imports: report depends on records only
+    from ..report.table import experiment_report
+
+    records = mine()
+    text = experiment_report(records)
+    png = plot_attacks(records, out_dir / "attacks.png")
+    write_atomic(out_dir / "table.md", text + (f"\n![Membership attacks per method]({png.name})\n" if png else ""))
+    return records
 
 
 def _compared(record: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
