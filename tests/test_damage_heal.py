@@ -101,14 +101,28 @@ def test_run_with_an_adversarial_scenario(tmp_path, capsys, caplog):
     assert "adversaries: boundary, class, coverage, gradnorm, influence, random, typical" in capsys.readouterr().out
 
 
+def rec(seed, strategy, row, ta, model="mlp"):
+    """A hand-made damage record (what the report reads of one)."""
+    return {"key": f"{model}-{seed}-{strategy}-{row}", "experiment": model, "status": "ok", "seed": seed,
+            "strategy": strategy, "budget": 0.1, "row": row, "knowledge": "data", "metrics": {"TA": ta},
+            "damage": 90.0 - ta, "excess_damage": 0.0, "ta_original": 90.0, "n_train": 100,
+            "config": {"data": {"name": "toy"}, "model": {"name": model, "options": {}}, "train": {"epochs": 1},
+                       "reserve": 10}}
+
+
+def test_report_gives_each_experiment_of_a_damage_folder_its_own_table(tmp_path, capsys):
+    folder = tmp_path / "damage"
+    folder.mkdir()
+    lines = [rec(0, "random", row, 89.0, model) for model in ("mlp", "cnn") for row in ("original", "retrain")]
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(["report", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("### Adversarial deletion requests") == 2 and "toy · mlp" in printed and "toy · cnn" in printed
+
+
 def test_damage_table_says_how_many_seeds_each_strategy_averages():
     from unlearnkit.report.adversarial import damage_report
 
-    def rec(seed, strategy, row, ta):
-        return {"status": "ok", "seed": seed, "strategy": strategy, "budget": 0.1, "row": row, "knowledge": "data",
-                "metrics": {"TA": ta}, "damage": 90.0 - ta, "excess_damage": 0.0, "ta_original": 90.0,
-                "n_train": 100, "config": {"data": {"name": "toy"}, "model": {"name": "mlp", "options": {}}, "train": {"epochs": 1},
-                                           "reserve": 10}}
     records = [rec(s, "random", row, 89.0 + s) for s in (0, 1, 2) for row in ("original", "retrain")]
     records += [rec(0, "class", row, 80.0) for row in ("original", "retrain")]
     text = damage_report(records)

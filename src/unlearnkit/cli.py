@@ -82,9 +82,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if adversarial:
         from .report.adversarial import damage_report, heal_report
 
-        damage = [r for r in adversarial if "variant" not in r]
-        heal = [r for r in adversarial if "variant" in r]
-        print("\n".join(text for text in (damage and damage_report(damage), heal and heal_report(heal)) if text))
+        groups: dict[tuple[str, bool], list[dict]] = {}  # one table per experiment (workload) and kind
+        for r in adversarial:
+            groups.setdefault((r.get("experiment", ""), "variant" in r), []).append(r)
+        print("\n".join(heal_report(rs) if is_heal else damage_report(rs) for (_, is_heal), rs in groups.items()))
         if len(adversarial) == len(records):
             return 0
         records = {k: r for k, r in records.items() if "strategy" not in r}
