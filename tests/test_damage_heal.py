@@ -129,3 +129,17 @@ def test_damage_table_says_how_many_seeds_each_strategy_averages():
     assert "| | random (3 seeds) | class (1 seed) |" in text
     even = damage_report([r for r in records if r["strategy"] == "random"])
     assert "| | random |" in even
+
+
+def test_heal_table_says_how_many_seeds_each_variant_averages():
+    from unlearnkit.report.adversarial import heal_report
+
+    def heal_rec(seed, method, variant):
+        r = rec(seed, "class", method, 85.0)
+        settings = None if variant is None else {"name": variant, "data": "remaining", "similarity": "euclidean",
+                                                 "epochs": "half"}
+        return {**r, "method": method, "variant": variant, "variant_settings": settings, "n_forget": 10,
+                "ta_gold": 85.0, "vs_gold": 0.0, "time_vs_retrain": 0.5, "index_seconds": None}
+    records = [heal_rec(s, "retrain", v) for s in (0, 1, 2) for v in (None, "main")] + [heal_rec(0, "retrain", "extra")]
+    assert "| main (3 seeds) | extra (1 seed) |" in heal_report(records)
+    assert "| main |" in heal_report([r for r in records if r["variant"] != "extra"])

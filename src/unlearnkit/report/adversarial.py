@@ -149,14 +149,19 @@ def heal_report(records: list[dict[str, Any]]) -> str:
     out = [f"### Healing after `{first['strategy']}` requests of {_budget(first['budget'])} ({first['n_forget']} samples) — "
            f"{_describe(first)}\n"]
     out.append("Variants: " + "; ".join(f"`{v}` = {_describe_variant(settings[v])}" for v in variants) + ".\n")
-    head = "| Method | Gold Standard | after unlearning | " + " | ".join(variants) + " |\n|---|" + "---|" * (len(variants) + 2)
+    n_seeds = {v: len({r["seed"] for r in ok if r["variant"] == v}) for v in [None, *variants]}
+    if len(set(n_seeds.values())) > 1:  # say, per column, how many seeds it averages
+        label = lambda v: f"{v} ({n_seeds[v]} seed{'s' * (n_seeds[v] > 1)})"  # noqa: E731
+    else:
+        label = lambda v: v  # noqa: E731
+    head = "| Method | Gold Standard | after unlearning | " + " | ".join(map(label, variants)) + " |\n|---|" + "---|" * (len(variants) + 2)
     out.append(f"#### Test accuracy (TA, %)\n\n{head}")
     for m in methods:
         gold = fmt([r["ta_gold"] for r in cell[(m, None)]])
         out.append(f"| {_label(m)} | {gold} | {fmt([r['metrics']['TA'] for r in cell[(m, None)]])} | "
                    + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(m, v)]]) for v in variants) + " |")
     out.append("\n#### Healed TA − Gold Standard TA (points; the target is ≥ −0.5)\n\n| Method | after unlearning | "
-               + " | ".join(variants) + " |\n|---|" + "---|" * (len(variants) + 1))
+               + " | ".join(map(label, variants)) + " |\n|---|" + "---|" * (len(variants) + 1))
     for m in methods:
         out.append(f"| {_label(m)} | {fmt([r['metrics']['TA'] - r['ta_gold'] for r in cell[(m, None)]])} | "
                    + " | ".join(fmt([r["vs_gold"] for r in cell[(m, v)]]) for v in variants) + " |")
