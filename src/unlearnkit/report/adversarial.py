@@ -83,10 +83,20 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     out.append(f"Mean ± 95% CI (Student t) over seeds {seeds}. Damage = TA of the original − TA after; excess damage = "
                "TA of the Gold Standard (retrained without the requested data) − TA after unlearning: what the method "
                "loses beyond what the request itself costs. Budgets are fractions of the training set.")
-    out.append(f"\n![TA against budget]({plot.name})\n" if plot is not None else
-               "\nPlot: matplotlib is not installed, so the curves are the tables above "
-               "(`pip install matplotlib` or `pip install -e .[plot]` draws damage.png).\n")
+    if plot is not None:
+        out.append(f"\n![TA against budget]({plot.name})\n")
+    elif not _has_matplotlib():
+        out.append("\nPlot: matplotlib is not installed, so the curves are the tables above "
+                   "(`pip install matplotlib` or `pip install -e .[plot]` draws damage.png).\n")
     return "\n".join(out)
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
