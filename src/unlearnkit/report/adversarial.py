@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..metrics.stats import mean_ci
+from .figures import save_figure
 from .table import display_name, fmt
 
 GOLD = "Gold Standard (retrain)"
@@ -133,13 +134,7 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
     for ax in axes[:, 0]:
         ax.set_ylabel("TA (%)")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def heal_report(records: list[dict[str, Any]]) -> str:

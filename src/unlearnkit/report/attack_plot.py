@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics.stats import mean_ci
+from .figures import save_figure
 from .table import ATTACKS, _ordered_rows, display_name, distinguish_variants
 
 
@@ -43,10 +44,4 @@ def plot_attacks(records: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("Membership attacks on D_f vs D_test (dashed: Retrain, the target)", fontsize=10)
     ax.legend(fontsize=7, ncol=len(names))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
