@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..metrics.stats import mean_ci
-from .figures import save_figure
+from .figures import pyplot, save_figure
 from .table import display_name, fmt
 
 GOLD = "Gold Standard (retrain)"
@@ -25,6 +25,15 @@ def _order(values: Iterable[Any]) -> list[Any]:
     for v in values:
         seen.setdefault(v, None)
     return list(seen)
+
+
+def _seed_labels(ok: list[dict[str, Any]], field: str, values: list[Any]) -> dict[Any, str]:
+    """Column label per value of ``field``: the value itself, or, when the columns average different
+    numbers of seeds, the value with its seed count ("class (3 seeds)")."""
+    n = {v: len({r["seed"] for r in ok if r[field] == v}) for v in values}
+    if len(set(n.values())) <= 1:
+        return {v: str(v) for v in values}
+    return {v: f"{v} ({n[v]} seed{'s' * (n[v] > 1)})" for v in values}
 
 
 def _describe(r: dict[str, Any]) -> str:
@@ -50,10 +59,8 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     knowledge = {r["strategy"]: r.get("knowledge", "?") for r in ok}
     out = [f"### Adversarial deletion requests — {_describe(ok[0])}\n",
            "Strategies and what they need to know: " + ", ".join(f"`{s}` ({knowledge[s]})" for s in strategies) + ".\n"]
-    n_seeds = {s: len({r["seed"] for r in ok if r["strategy"] == s}) for s in strategies}
-    uneven = len(set(n_seeds.values())) > 1  # then say, per column, how many seeds it averages
-    head = "| | " + " | ".join(f"{s} ({n_seeds[s]} seed{'s' * (n_seeds[s] > 1)})" if uneven else s
-                               for s in strategies) + " |\n|---|" + "---|" * len(strategies)
+    label = _seed_labels(ok, "strategy", strategies)
+    head = "| | " + " | ".join(label[s] for s in strategies) + " |\n|---|" + "---|" * len(strategies)
     for b in budgets:
         out.append(f"#### Budget {_budget(b)}: test accuracy (TA, %)\n\n{head}")
         for row in rows:
@@ -86,28 +93,17 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
                "loses beyond what the request itself costs. Budgets are fractions of the training set.")
     if plot is not None:
         out.append(f"\n![TA against budget]({plot.name})\n")
-    elif not _has_matplotlib():
+    elif pyplot() is None:
         out.append("\nPlot: matplotlib is not installed, so the curves are the tables above "
                    "(`pip install matplotlib` or `pip install -e .[plot]` draws damage.png).\n")
     return "\n".join(out)
 
 
-def _has_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
     """TA against budget, one panel per row (Gold Standard and methods), one line per strategy (mean
     over seeds, the original's TA at budget 0). Returns the PNG's path, or None without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     ok = [r for r in records if r.get("status") == "ok" and r["row"] != "original"]
     if not ok:
@@ -154,19 +150,15 @@ def heal_report(records: list[dict[str, Any]]) -> str:
     out = [f"### Healing after `{first['strategy']}` requests of {_budget(first['budget'])} ({first['n_forget']} samples) — "
            f"{_describe(first)}\n"]
     out.append("Variants: " + "; ".join(f"`{v}` = {_describe_variant(settings[v])}" for v in variants) + ".\n")
-    n_seeds = {v: len({r["seed"] for r in ok if r["variant"] == v}) for v in [None, *variants]}
-    if len(set(n_seeds.values())) > 1:  # say, per column, how many seeds it averages
-        label = lambda v: f"{v} ({n_seeds[v]} seed{'s' * (n_seeds[v] > 1)})"  # noqa: E731
-    else:
-        label = lambda v: v  # noqa: E731
-    head = "| Method | Gold Standard | after unlearning | " + " | ".join(map(label, variants)) + " |\n|---|" + "---|" * (len(variants) + 2)
+    label = _seed_labels(ok, "variant", [None, *variants])
+    head = "| Method | Gold Standard | after unlearning | " + " | ".join(label[v] for v in variants) + " |\n|---|" + "---|" * (len(variants) + 2)
     out.append(f"#### Test accuracy (TA, %)\n\n{head}")
     for m in methods:
         gold = fmt([r["ta_gold"] for r in cell[(m, None)]])
         out.append(f"| {_label(m)} | {gold} | {fmt([r['metrics']['TA'] for r in cell[(m, None)]])} | "
                    + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(m, v)]]) for v in variants) + " |")
     out.append("\n#### Healed TA − Gold Standard TA (points; the target is ≥ −0.5)\n\n| Method | after unlearning | "
-               + " | ".join(map(label, variants)) + " |\n|---|" + "---|" * (len(variants) + 1))
+               + " | ".join(label[v] for v in variants) + " |\n|---|" + "---|" * (len(variants) + 1))
     for m in methods:
         out.append(f"| {_label(m)} | {fmt([r['metrics']['TA'] - r['ta_gold'] for r in cell[(m, None)]])} | "
                    + " | ".join(fmt([r["vs_gold"] for r in cell[(m, v)]]) for v in variants) + " |")

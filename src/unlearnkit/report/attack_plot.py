@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics.stats import mean_ci
-from .figures import save_figure
+from .figures import pyplot, save_figure
 from .table import ATTACKS, _ordered_rows, display_name, distinguish_variants
 
 
@@ -14,11 +14,8 @@ def plot_attacks(records: list[dict[str, Any]], path: Path) -> Path | None:
     """Balanced accuracy of each attack (Song & Mittal's four, and SAMIA when audited) per row, mean
     over seeds with 95% CI whiskers; a dashed line per attack at the Retrain row's value (the
     target). Returns the PNG's path, or None without matplotlib or attack metrics."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     ok = [r for r in distinguish_variants(list(records))
           if r.get("status") == "ok" and any(k.startswith("attack.") for k in r.get("metrics", {}))]

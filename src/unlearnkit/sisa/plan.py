@@ -40,6 +40,11 @@ class ShardPlan:
         """Every ID of the plan, sorted."""
         return torch.sort(torch.cat([t for shard in self.slices for t in shard])).values
 
+    def repeated_ids(self) -> Tensor:
+        """The IDs the plan holds in more than one place (empty for a valid plan)."""
+        ids = self.ids()
+        return torch.unique(ids[1:][ids[1:] == ids[:-1]])
+
     def cumulative(self, shard: int, stage: int) -> Tensor:
         """The IDs that stage ``stage`` of ``shard`` trains on: its slices 0..stage, in plan order."""
         return torch.cat(self.slices[shard][: stage + 1])
@@ -78,8 +83,7 @@ class ShardPlan:
             raise CheckpointError(f"malformed SISA plan ({e})") from e
         if not plan.slices or len({len(shard) for shard in plan.slices}) != 1:
             raise CheckpointError("malformed SISA plan: shards must all have the same number of slices")
-        ids = plan.ids()
-        twice = ids[1:][ids[1:] == ids[:-1]]
+        twice = plan.repeated_ids()
         if twice.numel():
             raise CheckpointError(f"malformed SISA plan: ids in more than one place: {twice[:5].tolist()}")
         return plan

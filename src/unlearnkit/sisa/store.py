@@ -423,9 +423,9 @@ def train_sisa(template: nn.Module, samples: Samples, config: SisaConfig, root: 
         outside = held[~torch.isin(held, samples.ids)]
         if outside.numel():
             raise ConfigError(f"{outside.numel()} ids of the plan are not in the samples given: {outside[:5].tolist()}")
-        twice = held[1:][held[1:] == held[:-1]]
+        twice = plan.repeated_ids()
         if twice.numel():
-            raise ConfigError(f"the plan holds ids more than once: {torch.unique(twice)[:5].tolist()}")
+            raise ConfigError(f"the plan holds ids more than once: {twice[:5].tolist()}")
     begin = time.perf_counter()
     jobs = [ShardJob(s, 0, None, plan.slices[s]) for s in range(config.shards)]
     results = run_jobs(jobs, template, samples.pool, config, backend)
