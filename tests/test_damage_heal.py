@@ -74,6 +74,22 @@ def test_damage_then_heal_record_tables_and_resume(tmp_path, capsys):
     assert "#### Budget 10%: test accuracy" in printed and f"### Healing after `{worst}` requests of 10%" in printed
 
 
+def test_sisa_damage_is_measured_from_its_own_ensemble(tmp_path, capsys):
+    damage = tmp_path / "damage"
+    args = ["damage", *TINY_ADV, "--strategies", "class", "--methods", "sisa", "params.sisa.shards=2",
+            "params.sisa.slices=1", "--out", str(damage)]
+    assert main(args) == 0
+    recs = {r["row"]: r for r in records(damage)}
+    sisa = recs["sisa"]
+    assert "ta_start" not in recs["retrain"] and "ta_start" not in recs["original"]
+    assert 0 < sisa["ta_start"] <= 100
+    assert sisa["damage"] == pytest.approx(sisa["ta_start"] - sisa["metrics"]["TA"])
+    assert sisa["excess_damage"] == pytest.approx(sisa["ta_gold"] - sisa["metrics"]["TA"])
+    text = capsys.readouterr().out
+    assert "| SISA before deletion |" in text and "SISA: damage (its own original before deletion − after)" in text
+    assert "SISA unlearns from an ensemble of its own" in text
+
+
 def test_heal_without_damage_records_or_with_bad_settings_refuses(tmp_path, capsys):
     out = tmp_path / "heal"
     assert main(["heal", *TINY_ADV, f"heal.damage_dir={tmp_path / 'none'}", "--out", str(out)]) == 2

@@ -388,10 +388,16 @@ def run_damage(config: AdversarialConfig, *, dry_run: bool = False) -> list[dict
                             model, seconds, cached = gold, gold_seconds, gold_cached
                         else:
                             log.info("seed %d, %s %s: %s", seed, strategy, budget_label(budget), row)
-                            model, seconds, cached = setup.run_method(create_method(row, **config.params.get(row, {})))
+                            method = create_method(row, **config.params.get(row, {}))
+                            model, seconds, cached = setup.run_method(method)
+                            if hasattr(method, "start_model"):  # SISA: its own ensemble, not the single original
+                                start = method.start_model(seed_setup.original, setup.split,
+                                                           generator=setup.method_generator(row))
+                                rec["ta_start"] = test_accuracy(start, setup.split.test)
                         check_finite_model(model, row)
                         m = measure(model, setup.split)
-                        rec.update(status="ok", metrics=m, damage=ta_original - m["TA"], excess_damage=ta_gold - m["TA"],
+                        rec.update(status="ok", metrics=m, damage=rec.get("ta_start", ta_original) - m["TA"],
+                                   excess_damage=ta_gold - m["TA"],
                                    seconds=seconds, from_cache=cached, time_vs_retrain=seconds / gold_seconds if gold_seconds else None)
                     except TrainingError as e:
                         log.error("seed %d: %s failed: %s", seed, row, e)

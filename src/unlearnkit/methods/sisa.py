@@ -50,11 +50,20 @@ class Sisa:
         check(self.slices >= 1, f"sisa.slices must be >= 1, got {self.slices}")
         check(self.aggregation in AGGREGATIONS, f"sisa.aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
 
-    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:
+    def _store(self, model: nn.Module, split: ForgetSplit, generator: torch.Generator):
         config = SisaConfig(shards=self.shards, slices=self.slices, stratified=self.stratified,
                             seed=int(torch.randint(0, 2**62, (1,), generator=generator)), budget=split.budget)
+        return cached_store(model, split.train, config, backend=current_backend())
+
+    def start_model(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:
+        """The ensemble :meth:`unlearn` starts from (every shard trained on D_r ∪ D_f), given the same
+        ``generator`` state: SISA's own original, whose TA is where its damage is measured from."""
+        store, _ = self._store(model, split, generator)
+        return store.ensemble(model, aggregation=self.aggregation)
+
+    def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:
         backend = current_backend()
-        store, cached = cached_store(model, split.train, config, backend=backend)
+        store, cached = self._store(model, split, generator)
         begin = time.perf_counter()
         result = store.unlearn(split.forget.ids, pool=split.forget.pool, template=model, backend=backend,
                                persist=False)

@@ -57,6 +57,7 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     for r in ok:
         cell[(r["row"], r["strategy"], r["budget"])].append(r)
     knowledge = {r["strategy"]: r.get("knowledge", "?") for r in ok}
+    started = _order(r["row"] for r in ok if "ta_start" in r)  # rows (SISA) that start from their own original
     out = [f"### Adversarial deletion requests — {_describe(ok[0])}\n",
            "Strategies and what they need to know: " + ", ".join(f"`{s}` ({knowledge[s]})" for s in strategies) + ".\n"]
     label = _seed_labels(ok, "strategy", strategies)
@@ -65,6 +66,9 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
         out.append(f"#### Budget {_budget(b)}: test accuracy (TA, %)\n\n{head}")
         for row in rows:
             out.append(f"| {_label(row)} | " + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
+        for row in started:
+            out.append(f"| {_label(row)} before deletion | " + " | ".join(
+                fmt([r["ta_start"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
         out.append(f"\n#### Budget {_budget(b)}: damage and excess damage (TA points lost)\n\n{head}")
         out.append("| damage of the request itself: Original − Gold Standard | " + " | ".join(
             fmt([r["damage"] for r in cell[("retrain", s, b)]]) for s in strategies) + " |")
@@ -73,6 +77,9 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
                 continue
             out.append(f"| {_label(row)}: excess damage (Gold Standard − method) | " + " | ".join(
                 fmt([r["excess_damage"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
+        for row in started:
+            out.append(f"| {_label(row)}: damage (its own original before deletion − after) | " + " | ".join(
+                fmt([r["damage"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
         mean_damage = {s: mean_ci([r["damage"] for row in rows if row != "original" for r in cell[(row, s, b)]])[0]
                        for s in strategies}
         ranked = sorted((s for s in strategies if mean_damage[s] == mean_damage[s]), key=lambda s: -mean_damage[s])
@@ -85,12 +92,15 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
             continue
         out.append(f"{_label(row)}\n\n| strategy | 0 | " + " | ".join(_budget(b) for b in budgets) + " |\n|---|" + "---|" * (len(budgets) + 1))
         for s in strategies:
-            zero = fmt(list({r["seed"]: r["ta_original"] for b in budgets for r in cell[(row, s, b)]}.values()))
+            zero = fmt(list({r["seed"]: r.get("ta_start", r["ta_original"]) for b in budgets for r in cell[(row, s, b)]}.values()))
             out.append(f"| {s} | {zero} | " + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(row, s, b)]]) for b in budgets) + " |")
         out.append("")
     out.append(f"Mean ± 95% CI (Student t) over seeds {seeds}. Damage = TA of the original − TA after; excess damage = "
                "TA of the Gold Standard (retrained without the requested data) − TA after unlearning: what the method "
-               "loses beyond what the request itself costs. Budgets are fractions of the training set.")
+               "loses beyond what the request itself costs. Budgets are fractions of the training set."
+               + (" " + ", ".join(_label(r) for r in started) + " unlearns from an ensemble of its own, trained on the same "
+                  "data (its TA before deletion is in the TA table): its damage is measured from that ensemble, and its "
+                  "excess damage includes what the ensemble costs against one model." if started else ""))
     if plot is not None:
         out.append(f"\n![TA against budget]({plot.name})\n")
     elif pyplot() is None:
@@ -101,7 +111,8 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
 
 def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
     """TA against budget, one panel per row (Gold Standard and methods), one line per strategy (mean
-    over seeds, the original's TA at budget 0). Returns the PNG's path, or None without matplotlib."""
+    over seeds; at budget 0 the original's TA, or SISA's own ensemble's). Returns the PNG's path, or
+    None without matplotlib."""
     plt = pyplot()
     if plt is None:
         return None
@@ -111,12 +122,12 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
     rows = _order(r["row"] for r in sorted(ok, key=lambda r: r["row"] != "retrain"))
     strategies = _order(r["strategy"] for r in ok)
     budgets = sorted({r["budget"] for r in ok})
-    ta0 = mean_ci([r["ta_original"] for r in ok])[0]
     cols = min(4, len(rows))
     nrows = -(-len(rows) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False, sharex=True)
     xs = [0.0] + [100 * b if b < 1 else b for b in budgets]
     for ax, row in zip(axes.flat, rows):
+        ta0 = mean_ci([r.get("ta_start", r["ta_original"]) for r in ok if r["row"] == row])[0]
         for s in strategies:
             ys = [ta0] + [mean_ci([r["metrics"]["TA"] for r in ok if r["row"] == row and r["strategy"] == s
                                    and r["budget"] == b])[0] for b in budgets]
