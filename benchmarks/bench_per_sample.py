@@ -1,13 +1,13 @@
-"""Per-sample gradients: vectorised (torch.func, training/per_sample.py) against an autograd loop.
+"""Per-sample gradients: vectorised (training/per_sample.py) against an autograd loop.
 
     python benchmarks/bench_per_sample.py                  # the ratio, W1 cnn on W1 data, ~1 min
     python benchmarks/bench_per_sample.py --methods        # also FF and IU time / retrain time, W1 seed 0, ~+6 min
 
 Both compute the gradient of every sample's cross-entropy with respect to all weights of W1's `cnn`
 (421,642 weights, fresh weights of seed 0; the cost does not depend on their values) for the same
-`--samples` Fashion-MNIST training images, as one [N, P] matrix: the vectorised path with
-`flat_per_sample_grads` in chunks of `--chunk` samples, the loop with one forward and backward pass
-per sample. Rounds alternate (loop, vectorised) and the ratio of median times is reported, after
+`--samples` Fashion-MNIST training images, as one preallocated [N, P] matrix: the vectorised path
+with `flat_per_sample_grads` in chunks of `--chunk` samples (layer inputs × output gradients,
+training/layer_grads.py), the loop with one forward and backward pass per sample. Rounds alternate (loop, vectorised) and the ratio of median times is reported, after
 checking that both give the same gradients. Target: ratio >= 5.
 With --methods, the same process also trains the retrain oracle of W1's random-10% request for
 seed 0 (configs/w1-random.yaml, not from the cache) and runs `ff` and `iu` with their defaults from
@@ -42,8 +42,11 @@ def looped_grads(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def vectorised_grads(model, x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([flat_per_sample_grads(model, x[i : i + chunk], y[i : i + chunk])
-                      for i in range(0, len(y), chunk)])
+    """``chunk`` samples at a time, into one preallocated matrix like the loop's."""
+    out = torch.empty(len(y), sum(p.numel() for p in model.parameters()))
+    for i in range(0, len(y), chunk):
+        flat_per_sample_grads(model, x[i : i + chunk], y[i : i + chunk], out=out[i : i + chunk])
+    return out
 
 
 def timed(fn):

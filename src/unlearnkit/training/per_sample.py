@@ -22,6 +22,7 @@ from torch.func import functional_call, grad, vjp, vmap
 
 from ..data.pool import Samples
 from ..sparsity.masks import masks_of
+from .layer_grads import layer_grads
 
 SampleLoss = Callable[[Tensor, Tensor], Tensor]  # (logits [C], label []) -> scalar
 
@@ -71,7 +72,8 @@ def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss
     was_training = model.training
     model.eval()
     try:
-        grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
+        fast = layer_grads(model, x, lambda logits: [vmap(grad(loss))(logits, y)], list(params))
+        grads = next(fast) if fast is not None else vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
     finally:
         model.train(was_training)
     return _masked(model, grads)
@@ -94,10 +96,26 @@ def expected_squared_grads(model: nn.Module, x: Tensor, *, names: list[str] | No
         (per_class,) = vmap(pull)(cotangents)  # name -> [C, *shape]: gradient of CE(·, c) for every c
         return {n: torch.tensordot(probs, g.square(), dims=1) for n, g in per_class.items()}
 
+    held: dict[str, Tensor] = {}
+
+    def every_class(logits: Tensor) -> list[Tensor]:  # the gradient of CE(·, c) at the logits, for every c
+        probs = held["probs"] = torch.softmax(logits, dim=1)
+        eye = torch.eye(probs.shape[1], dtype=probs.dtype, device=probs.device)
+        return [probs - eye[c] for c in range(probs.shape[1])]
+
     was_training = model.training
     model.eval()
     try:
-        out = vmap(sample_fisher, in_dims=(None, 0))(params, x)
+        fast = layer_grads(model, x, every_class, list(params))
+        if fast is None:
+            out = vmap(sample_fisher, in_dims=(None, 0))(params, x)
+        else:
+            out = {}
+            for c, grads in enumerate(fast):
+                weight = held["probs"][:, c]
+                for n, g in grads.items():
+                    term = g.square_().mul_(weight.reshape(-1, *([1] * (g.dim() - 1))))
+                    out[n] = term if c == 0 else out[n].add_(term)
     finally:
         model.train(was_training)
     return _masked(model, out)
@@ -128,19 +146,61 @@ def fisher_diagonal(model: nn.Module, samples: Samples, *, expected: bool = True
     return {n: t / len(samples) for n, t in total.items()}
 
 
+def _column_views(model: nn.Module, names: list[str], out: Tensor) -> dict[str, Tensor]:
+    """``name → out[:, block].view(B, *shape)``: each parameter's columns of a flat ``[B, P]`` matrix."""
+    params = dict(model.named_parameters())
+    views, offset = {}, 0
+    for n in names:
+        size = params[n].numel()
+        views[n] = out[:, offset : offset + size].view(out.shape[0], *params[n].shape)
+        offset += size
+    if offset != out.shape[1]:
+        raise ValueError(f"out has {out.shape[1]} columns for {offset} weights")
+    return views
+
+
 def flat_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss = _cross_entropy,
-                          names: list[str] | None = None) -> Tensor:
-    """:func:`per_sample_grads` flattened and concatenated in parameter order: ``[B, P]``."""
-    grads = per_sample_grads(model, x, y, loss=loss, names=names)
-    return torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1)
+                          names: list[str] | None = None, out: Tensor | None = None) -> Tensor:
+    """:func:`per_sample_grads` flattened and concatenated in parameter order: ``[B, P]``.
+
+    ``out``, a ``[B, P]`` matrix (e.g. rows of a preallocated one), receives them in place: for the
+    layers of layer_grads.py no other memory of that size is taken.
+    """
+    names = trainable_names(model) if names is None else names
+    if out is None:
+        out = torch.empty(len(y), sum(dict(model.named_parameters())[n].numel() for n in names), device=x.device)
+    views = _column_views(model, names, out)
+    was_training = model.training
+    model.eval()
+    try:
+        fast = layer_grads(model, x, lambda logits: [vmap(grad(loss))(logits, y)], names, out=views)
+        if fast is not None:
+            next(fast)
+        else:
+            for n, g in per_sample_grads(model, x, y, loss=loss, names=names).items():
+                views[n].copy_(g)
+    finally:
+        model.train(was_training)
+    masks = masks_of(model)
+    for n in names:
+        if n in masks:
+            views[n].mul_(masks[n])
+    return out
 
 
 def iter_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 64, loss: SampleLoss = _cross_entropy,
                     names: list[str] | None = None) -> Iterator[Tensor]:
-    """Flat per-sample gradients of ``samples`` in order, ``batch_size`` rows at a time."""
+    """Flat per-sample gradients of ``samples`` in order, ``batch_size`` rows at a time.
+
+    The rows are written into one buffer, reused: each yielded matrix is overwritten by the next, so
+    use it (or clone it) before asking for the next one.
+    """
     device = next(model.parameters()).device
+    names = trainable_names(model) if names is None else names
+    size = sum(dict(model.named_parameters())[n].numel() for n in names)
+    buffer = torch.empty(min(batch_size, len(samples)), size, device=device)
     for x, y in samples.batches(batch_size, device=device):
-        yield flat_per_sample_grads(model, x, y, loss=loss, names=names)
+        yield flat_per_sample_grads(model, x, y, loss=loss, names=names, out=buffer[: len(y)])
 
 
 def per_sample_grad_norms(model: nn.Module, samples: Samples, *, batch_size: int = 64,
@@ -176,9 +236,9 @@ def stack_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 32
     size = sum(p.numel() for p in model.parameters() if p.requires_grad)
     out = torch.empty(len(samples), size, device=device)
     row = 0
-    for g in iter_flat_grads(model, samples, batch_size=batch_size, loss=loss):
-        out[row : row + g.shape[0]] = g
-        row += g.shape[0]
+    for x, y in samples.batches(batch_size, device=device):
+        flat_per_sample_grads(model, x, y, loss=loss, out=out[row : row + len(y)])
+        row += len(y)
     return out
 
 
