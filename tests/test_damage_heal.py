@@ -74,7 +74,7 @@ def test_damage_then_heal_record_tables_and_resume(tmp_path, capsys):
     assert "#### Budget 10%: test accuracy" in printed and f"### Healing after `{worst}` requests of 10%" in printed
 
 
-def test_sisa_damage_is_measured_from_its_own_ensemble(tmp_path, capsys):
+def test_sisa_damage_is_measured_from_its_own_ensemble(tmp_path, capsys, caplog):
     damage = tmp_path / "damage"
     args = ["damage", *TINY_ADV, "--strategies", "class", "--methods", "sisa", "params.sisa.shards=2",
             "params.sisa.slices=1", "--out", str(damage)]
@@ -88,6 +88,7 @@ def test_sisa_damage_is_measured_from_its_own_ensemble(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| SISA before deletion |" in text and "SISA: damage (its own original before deletion − after)" in text
     assert "SISA unlearns from an ensemble of its own" in text
+    assert "was not in the cache" not in caplog.text  # start_model found the ensemble unlearn started from
 
 
 def test_heal_without_damage_records_or_with_bad_settings_refuses(tmp_path, capsys):
@@ -159,3 +160,13 @@ def test_heal_table_says_how_many_seeds_each_variant_averages():
     records = [heal_rec(s, "retrain", v) for s in (0, 1, 2) for v in (None, "main")] + [heal_rec(0, "retrain", "extra")]
     assert "| main (3 seeds) | extra (1 seed) |" in heal_report(records)
     assert "| main |" in heal_report([r for r in records if r["variant"] != "extra"])
+
+
+def test_damage_table_leaves_out_sisa_records_from_before_its_own_start_was_measured():
+    from unlearnkit.report.adversarial import damage_report
+
+    old, new = rec(0, "random", "sisa", 80.0), rec(1, "random", "sisa", 85.0)
+    new.update(ta_start=88.0, damage=3.0)
+    records = [rec(s, "random", row, 89.0) for s in (0, 1) for row in ("original", "retrain")] + [old, new]
+    text = damage_report(records)
+    assert "| SISA before deletion | 88.00 |" in text and "| SISA | 85.00 |" in text

@@ -350,12 +350,16 @@ def run_damage(config: AdversarialConfig, *, dry_run: bool = False) -> list[dict
     store = RecordStore(out_dir)
     experiment = load_adversarial_experiment(config)
     rows = [ORIGINAL, REFERENCE] + config.method_names()
-    params = {m: method_params(create_method(m, **config.params.get(m, {}))) for m in rows[1:]}
+    methods = {m: create_method(m, **config.params.get(m, {})) for m in rows[1:]}
+    params = {m: method_params(method) for m, method in methods.items()}
+    # rows that unlearn from a start of their own (SISA's ensemble) measure damage from it
+    own_start = {m for m, method in methods.items() if hasattr(method, "start_model")}
     adv = {s: adversary_params(create_adversary(s, **config.adversary.get(s, {}))) for s in config.strategies}
 
     def key(seed: int, strategy: str, budget: float, row: str) -> str:
         return digest({"experiment": experiment.digest, "seed": seed, "strategy": strategy, "adversary": adv[strategy],
-                       "budget": budget, "row": row, "params": params.get(row, {})})
+                       "budget": budget, "row": row, "params": params.get(row, {}),
+                       **({"damage_from": "start_model"} if row in own_start else {})})
 
     recorded = store.keys()
     for seed in config.seeds:
@@ -388,11 +392,11 @@ def run_damage(config: AdversarialConfig, *, dry_run: bool = False) -> list[dict
                             model, seconds, cached = gold, gold_seconds, gold_cached
                         else:
                             log.info("seed %d, %s %s: %s", seed, strategy, budget_label(budget), row)
-                            method = create_method(row, **config.params.get(row, {}))
+                            method = methods[row]
                             model, seconds, cached = setup.run_method(method)
-                            if hasattr(method, "start_model"):  # SISA: its own ensemble, not the single original
+                            if row in own_start:  # SISA: its own ensemble, not the single original
                                 start = method.start_model(seed_setup.original, setup.split,
-                                                           generator=setup.method_generator(row))
+                                                           generator=setup.method_generator(method.name))
                                 rec["ta_start"] = test_accuracy(start, setup.split.test)
                         check_finite_model(model, row)
                         m = measure(model, setup.split)

@@ -38,7 +38,8 @@ UNLEARNED = "unlearned"
 
 
 def worst_strategy(config: AdversarialConfig, experiment_digest: str) -> str:
-    """The strategy with the largest mean damage (original TA − TA after unlearning, over every
+    """The strategy with the largest mean damage (TA before − after unlearning; SISA's from its own
+    ensemble, every other row's from the original), over every
     method including the Gold Standard, and over seeds) at ``heal.budget`` in the damage records."""
     where = Path(config.heal.damage_dir or config.out_dir or "runs/damage")
     damage: dict[str, list[float]] = defaultdict(list)

@@ -1,6 +1,7 @@
 """SISA: exact unlearning by sharded, sliced training (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021)."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -12,6 +13,8 @@ from ..backends import current_backend
 from ..data.splits import ForgetSplit
 from ..sisa import AGGREGATIONS, SisaConfig, SisaEnsemble, cached_store
 from .base import check, register_method
+
+log = logging.getLogger(__name__)
 
 
 @register_method("sisa")
@@ -58,7 +61,9 @@ class Sisa:
     def start_model(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:
         """The ensemble :meth:`unlearn` starts from (every shard trained on D_r ∪ D_f), given the same
         ``generator`` state: SISA's own original, whose TA is where its damage is measured from."""
-        store, _ = self._store(model, split, generator)
+        store, cached = self._store(model, split, generator)
+        if not cached:
+            log.warning("sisa: the starting ensemble was not in the cache and was trained now")
         return store.ensemble(model, aggregation=self.aggregation)
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:

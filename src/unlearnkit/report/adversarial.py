@@ -47,6 +47,8 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     """Per budget: TA per row × strategy, excess damage per method × strategy, the worst strategy;
     then TA against budget per row (the curves as tables) and the plot, if one was drawn."""
     ok = [r for r in records if r.get("status") == "ok"]
+    started = _order(r["row"] for r in ok if "ta_start" in r)  # rows (SISA) that start from their own original
+    ok = [r for r in ok if r["row"] not in started or "ta_start" in r]  # not records from before ta_start existed
     if not ok:
         return "no damage records\n"
     seeds = sorted({r["seed"] for r in ok})
@@ -57,7 +59,6 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     for r in ok:
         cell[(r["row"], r["strategy"], r["budget"])].append(r)
     knowledge = {r["strategy"]: r.get("knowledge", "?") for r in ok}
-    started = _order(r["row"] for r in ok if "ta_start" in r)  # rows (SISA) that start from their own original
     out = [f"### Adversarial deletion requests — {_describe(ok[0])}\n",
            "Strategies and what they need to know: " + ", ".join(f"`{s}` ({knowledge[s]})" for s in strategies) + ".\n"]
     label = _seed_labels(ok, "strategy", strategies)
