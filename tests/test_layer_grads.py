@@ -111,7 +111,61 @@ class Grouped(nn.Module):
         return self.conv(x).flatten(1)[:, :3] * self.scale
 
 
-@pytest.mark.parametrize("model, shape", [(Twice(), (3,)), (Grouped(), (2, 5, 5))])
+class Merged(nn.Module):
+    """The batch merged into the rows of a Linear's input: dimension 0 is not the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix, self.head = nn.Linear(2, 2), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(self.mix(x.reshape(-1, 2)).reshape(len(x), 6))
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(3, 3), nn.Linear(3, 3)
+        self.c.weight = self.a.weight
+
+    def forward(self, x):
+        return self.c(torch.tanh(self.a(x)))
+
+
+class OutsideUse(nn.Module):
+    """A Linear's weight also used by a function call outside the layer: only the sum check sees it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return nn.functional.linear(torch.tanh(self.a(x)), self.a.weight)
+
+
+class Scaled(nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+class Embedded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 3).requires_grad_(False)
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(self.emb(x))
+
+
+def hooked():
+    layer = nn.Linear(3, 3)
+    layer.register_forward_hook(lambda m, a, out: out * 3)
+    return layer
+
+
+@pytest.mark.parametrize("model, shape", [(Twice(), (3,)), (Grouped(), (2, 5, 5)), (Merged(), (3, 2)), (Tied(), (3,)),
+                                          (OutsideUse(), (3,)), (Scaled(3, 3), (3,)), (hooked(), (3,))])
 def test_unsupported_models_fall_back_to_vmap(model, shape):
     model.eval()
     x, y = torch.randn(4, *shape), torch.randint(0, 3, (4,))
@@ -120,3 +174,23 @@ def test_unsupported_models_fall_back_to_vmap(model, shape):
     slow = by_vmap(model, x, y)
     flat = ps.flat_per_sample_grads(model, x, y)
     torch.testing.assert_close(flat, torch.cat([slow[n].reshape(4, -1) for n in names], 1))
+
+
+def test_integer_inputs_and_float64_models():
+    model = Embedded().eval()
+    x, y = torch.randint(0, 5, (4,)), torch.randint(0, 3, (4,))
+    assert layer_grads(model, x, lambda logits: [logits], ps.trainable_names(model)) is not None
+    slow = by_vmap(model, x, y)
+    torch.testing.assert_close(ps.flat_per_sample_grads(model, x, y),
+                               torch.cat([slow[n].reshape(4, -1) for n in ps.trainable_names(model)], 1))
+    double = nn.Linear(3, 2).double().eval()
+    flat = ps.flat_per_sample_grads(double, torch.randn(4, 3, dtype=torch.float64), torch.randint(0, 2, (4,)))
+    assert flat.dtype == torch.float64
+    with pytest.raises(ValueError, match="float64"):
+        ps.flat_per_sample_grads(double, torch.randn(4, 3, dtype=torch.float64), torch.randint(0, 2, (4,)),
+                                 out=torch.empty(4, 8))
+
+
+def test_training_mode_is_refused():
+    model = nn.Linear(3, 2).train()
+    assert layer_grads(model, torch.randn(4, 3), lambda logits: [logits], ["weight", "bias"]) is None

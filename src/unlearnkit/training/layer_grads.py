@@ -4,15 +4,20 @@ For a layer ``y = W a + b`` the gradient of sample ``i``'s loss with respect to 
 product of the loss's gradient at the layer's output, ``g_i``, with the layer's input ``a_i``
 (summed over positions for a convolution, whose input is first unfolded into patches). One forward
 pass of the batch keeps every layer's input; one backward pass of ``Σ_i loss_i`` to the layer
-outputs (not to the weights) gives every ``g_i`` at once, since in eval mode sample ``i``'s output
-depends on sample ``i`` alone. The products are batched matrix multiplications. This is the
-technique of Goodfellow (2015, "Efficient per-example gradient computations") and of Opacus.
+outputs gives every ``g_i`` at once, since in eval mode sample ``i``'s output depends on sample
+``i`` alone. The products are batched matrix multiplications (Goodfellow 2015, "Efficient
+per-example gradient computations"; Opacus computes them the same way).
 
-On a CPU it is several times faster than ``torch.func.vmap(grad(...))``, which replays the
-autograd graph per sample (benchmarks/bench_per_sample.py). It covers ``nn.Linear``, ``nn.Conv2d``
-(ungrouped, zero padding) and eval-mode ``nn.BatchNorm1d/2d``; :func:`layer_grads` returns ``None``
-for any other model (a parameter outside those layers, or a layer called twice in one forward
-pass), and the callers in per_sample.py fall back to ``vmap``.
+It covers exactly ``nn.Linear``, ``nn.Conv2d`` (ungrouped, zero padding) and eval-mode
+``nn.BatchNorm1d/2d``, with dimension 0 of every hooked layer's input the batch. :func:`layer_grads`
+returns ``None``, and the callers in per_sample.py fall back to ``torch.func.vmap``, for any other
+model: a parameter outside those layers or shared by two of them, a subclass or a layer with
+forward hooks of its own, a layer called twice or by keyword, a layer whose input does not have
+the batch in dimension 0, a model in training mode. As a last guard the per-sample gradients'
+sum over the batch is checked against autograd's gradient of the summed loss (computed in the same
+backward pass); a mismatch (a weight also used outside its layer, say) also means ``None``. A
+layer that permutes samples along an axis as long as the batch cannot be told apart from one that
+does not; such models must not be passed.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ SUPPORTED = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 def _supported(module: nn.Module) -> bool:
+    if type(module) not in SUPPORTED or module._forward_hooks:
+        return False
     if isinstance(module, nn.Conv2d):
         return module.groups == 1 and module.padding_mode == "zeros" and not isinstance(module.padding, str)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -37,11 +44,18 @@ def plan(model: nn.Module, names: list[str]) -> dict[str, tuple[nn.Module, list[
     """``module path → (module, [(parameter name, "weight" | "bias")])`` for the parameters in
     ``names``, or ``None`` when one of them is not the weight or bias of a supported layer."""
     modules = dict(model.named_modules())
+    slots: dict[int, int] = {}  # parameter → how many (module, attribute) slots hold it
+    for _, module in model.named_modules(remove_duplicate=False):
+        for p in module._parameters.values():
+            if p is not None:
+                slots[id(p)] = slots.get(id(p), 0) + 1
+    params = dict(model.named_parameters())
     out: dict[str, tuple[nn.Module, list[tuple[str, str]]]] = {}
     for name in names:
         path, _, leaf = name.rpartition(".")
         module = modules.get(path)
-        if module is None or leaf not in ("weight", "bias") or not _supported(module):
+        if (module is None or leaf not in ("weight", "bias") or not _supported(module)
+                or slots.get(id(params.get(name)), 0) != 1):
             return None
         out.setdefault(path, (module, []))[1].append((name, leaf))
     return out
@@ -96,8 +110,9 @@ def layer_grads(model: nn.Module, x: Tensor, cotangents: Callable[[Tensor], list
     arithmetic.
     """
     layers = plan(model, names)
-    if not layers:
+    if not layers or model.training:
         return None
+    batch = x.shape[0]
     inputs: dict[str, Tensor] = {}
     outputs: dict[str, Tensor] = {}
     calls: dict[str, int] = {}
@@ -105,6 +120,9 @@ def layer_grads(model: nn.Module, x: Tensor, cotangents: Callable[[Tensor], list
     def hook(path: str):
         def keep(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
             calls[path] = calls.get(path, 0) + 1
+            if not args or args[0].shape[:1] != (batch,) or out.shape[:1] != (batch,):
+                calls[path] += 1  # called by keyword, or the batch is not dimension 0: refuse
+                return out
             inputs[path], outputs[path] = args[0].detach(), out
             return out.clone()  # later in-place ops act on the clone, not on the tensor differentiated
         return keep
@@ -112,24 +130,40 @@ def layer_grads(model: nn.Module, x: Tensor, cotangents: Callable[[Tensor], list
     handles = [module.register_forward_hook(hook(path)) for path, (module, _) in layers.items()]
     try:
         with torch.enable_grad():
-            logits = model(x.detach().requires_grad_(True))
+            logits = model(x.detach().requires_grad_(True) if x.is_floating_point() else x)
     finally:
         for h in handles:
             h.remove()
-    if any(calls.get(path, 0) != 1 for path in layers):
+    if any(calls.get(path, 0) != 1 for path in layers) or logits.shape[:1] != (batch,):
         return None
     paths = list(layers)
+    params = dict(model.named_parameters())
+    vectors = cotangents(logits.detach())
+
+    def backward(k: int, check: bool) -> dict[str, Tensor] | None:
+        wanted = [outputs[p] for p in paths] + ([params[n] for n in names] if check else [])
+        grads = torch.autograd.grad(logits, wanted, grad_outputs=vectors[k], allow_unused=True,
+                                    retain_graph=check or k < len(vectors) - 1)
+        per_layer: dict[str, Tensor] = {}
+        for path, g in zip(paths, grads):
+            module, wanted_params = layers[path]
+            g = torch.zeros_like(outputs[path]) if g is None else g
+            per_layer.update(_param_grads(module, inputs[path], g, wanted_params, out))
+        if check:  # the per-sample gradients must add up to the batch gradient
+            for n, total in zip(names, grads[len(paths):]):
+                total = torch.zeros_like(params[n]) if total is None else total
+                scale = float(total.abs().max()) + 1e-12
+                if not torch.allclose(per_layer[n].sum(dim=0), total, rtol=1e-3, atol=1e-4 * scale):
+                    return None
+        return {n: per_layer[n] for n in names}
+
+    first = backward(0, check=True) if vectors else None
+    if first is None:
+        return None
 
     def each() -> Iterator[dict[str, Tensor]]:
-        vectors = cotangents(logits.detach())
-        for k, v in enumerate(vectors):
-            grads = torch.autograd.grad(logits, [outputs[p] for p in paths], grad_outputs=v,
-                                        retain_graph=k < len(vectors) - 1, allow_unused=True)
-            per_layer: dict[str, Tensor] = {}
-            for path, g in zip(paths, grads):
-                module, wanted = layers[path]
-                g = torch.zeros_like(outputs[path]) if g is None else g
-                per_layer.update(_param_grads(module, inputs[path], g, wanted, out))
-            yield {n: per_layer[n] for n in names}
+        yield first
+        for k in range(1, len(vectors)):
+            yield backward(k, check=False)
 
     return each()

@@ -1,4 +1,8 @@
-"""Per-sample gradients, vectorised with ``torch.func`` (no Python loop over samples).
+"""Per-sample gradients, vectorised (no Python loop over samples).
+
+Layer inputs × output gradients (layer_grads.py) for models made of Linear, Conv2d and BatchNorm
+layers, written straight into preallocated rows by :func:`flat_per_sample_grads`;
+``torch.func.vmap(grad(...))`` for any other model.
 
 Fisher forgetting, influence unlearning and the gradient-based deletion adversaries all need the
 gradient of one sample's loss with respect to the weights, for many samples. ``vmap(grad(...))``
@@ -167,8 +171,12 @@ def flat_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: Sampl
     layers of layer_grads.py no other memory of that size is taken.
     """
     names = trainable_names(model) if names is None else names
+    params = dict(model.named_parameters())
+    dtype = params[names[0]].dtype if names else torch.get_default_dtype()
     if out is None:
-        out = torch.empty(len(y), sum(dict(model.named_parameters())[n].numel() for n in names), device=x.device)
+        out = torch.empty(len(y), sum(params[n].numel() for n in names), device=x.device, dtype=dtype)
+    if out.dtype != dtype or out.shape[0] != len(y):
+        raise ValueError(f"out must be [{len(y)}, P] of {dtype}, got {list(out.shape)} of {out.dtype}")
     views = _column_views(model, names, out)
     was_training = model.training
     model.eval()
@@ -197,8 +205,10 @@ def iter_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 64,
     """
     device = next(model.parameters()).device
     names = trainable_names(model) if names is None else names
-    size = sum(dict(model.named_parameters())[n].numel() for n in names)
-    buffer = torch.empty(min(batch_size, len(samples)), size, device=device)
+    params = dict(model.named_parameters())
+    size = sum(params[n].numel() for n in names)
+    dtype = params[names[0]].dtype if names else torch.get_default_dtype()
+    buffer = torch.empty(min(batch_size, len(samples)), size, device=device, dtype=dtype)
     for x, y in samples.batches(batch_size, device=device):
         yield flat_per_sample_grads(model, x, y, loss=loss, names=names, out=buffer[: len(y)])
 
@@ -234,7 +244,7 @@ def stack_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 32
     """Every sample's flat gradient as the rows of one preallocated ``[len(samples), P]`` matrix."""
     device = next(model.parameters()).device
     size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    out = torch.empty(len(samples), size, device=device)
+    out = torch.empty(len(samples), size, device=device, dtype=next(model.parameters()).dtype)
     row = 0
     for x, y in samples.batches(batch_size, device=device):
         flat_per_sample_grads(model, x, y, loss=loss, out=out[row : row + len(y)])
