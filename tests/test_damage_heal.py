@@ -145,7 +145,17 @@ def test_damage_table_says_how_many_seeds_each_strategy_averages():
     text = damage_report(records)
     assert "| | random (3 seeds) | class (1 seed) |" in text
     even = damage_report([r for r in records if r["strategy"] == "random"])
-    assert "| | random |" in even
+    assert "| | random |" in even and "hurt beyond random" not in even
+
+
+def test_damage_table_pairs_each_strategy_with_random_by_seed():
+    from unlearnkit.report.adversarial import damage_report
+
+    records = [rec(s, "random", "retrain", 90.0 + s) for s in (0, 1, 2)]
+    records += [rec(s, "class", "retrain", 85.0 + 2 * s) for s in (0, 1)]  # seed 2 ran random only
+    text = damage_report(records)
+    assert "hurt beyond random" in text
+    assert "| Gold Standard (retrain) | 4.50 ± 6.35 |" in text  # (5 + 4) / 2, paired by seed; t(1) = 12.71
 
 
 def test_heal_table_says_how_many_seeds_each_variant_averages():

@@ -43,6 +43,25 @@ def _describe(r: dict[str, Any]) -> str:
             f"{c['train']['epochs']:g} epochs")
 
 
+def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: list[str], b: float,
+                   label: dict[str, str]) -> list[str]:
+    """Per row × strategy: TA after a random request − TA after the strategy's, paired by seed (the
+    seeds that ran both): how much more the chosen request hurts than a random one of its size."""
+    others = [s for s in strategies if s != "random"]
+    if "random" not in strategies or not others:
+        return []
+    out = [f"\n#### Budget {_budget(b)}: hurt beyond random (TA after a random request − TA after the strategy's, "
+           "paired by seed)\n\n| | " + " | ".join(label[s] for s in others) + " |\n|---|" + "---|" * len(others)]
+    for row in rows:
+        if row == "original":
+            continue
+        random_ta = {r["seed"]: r["metrics"]["TA"] for r in cell[(row, "random", b)]}
+        out.append(f"| {_label(row)} | " + " | ".join(
+            fmt([random_ta[r["seed"]] - r["metrics"]["TA"] for r in cell[(row, s, b)] if r["seed"] in random_ta])
+            for s in others) + " |")
+    return out
+
+
 def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) -> str:
     """Per budget: TA per row × strategy, excess damage per method × strategy, the worst strategy;
     then TA against budget per row (the curves as tables) and the plot, if one was drawn."""
@@ -81,6 +100,7 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
         for row in started:
             out.append(f"| {_label(row)}: damage (its own original before deletion − after) | " + " | ".join(
                 fmt([r["damage"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
+        out.extend(_beyond_random(cell, rows, strategies, b, label))
         mean_damage = {s: mean_ci([r["damage"] for row in rows if row != "original" for r in cell[(row, s, b)]])[0]
                        for s in strategies}
         ranked = sorted((s for s in strategies if mean_damage[s] == mean_damage[s]), key=lambda s: -mean_damage[s])
