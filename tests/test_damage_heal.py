@@ -179,4 +179,4 @@ def test_damage_table_leaves_out_sisa_records_from_before_its_own_start_was_meas
     new.update(ta_start=88.0, damage=3.0)
     records = [rec(s, "random", row, 89.0) for s in (0, 1) for row in ("original", "retrain")] + [old, new]
     text = damage_report(records)
-    assert "| SISA before deletion | 88.00 |" in text and "| SISA | 85.00 |" in text
+    assert "| SISA before deletion | 88.00 (1 seed) |" in text and "| SISA | 85.00 (1 seed) |" in text

@@ -43,8 +43,13 @@ def _describe(r: dict[str, Any]) -> str:
             f"{c['train']['epochs']:g} epochs")
 
 
+def _fmt_of(values: list[float], n: int) -> str:
+    """``fmt``, saying how many seeds a cell averages when that is fewer than its column's ``n``."""
+    return fmt(values) + (f" ({len(values)} seed{'s' * (len(values) > 1)})" if 0 < len(values) < n else "")
+
+
 def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: list[str], b: float,
-                   label: dict[str, str]) -> list[str]:
+                   label: dict[str, str], n: dict[str, int]) -> list[str]:
     """Per row × strategy: TA after a random request − TA after the strategy's, paired by seed (the
     seeds that ran both): how much more the chosen request hurts than a random one of its size."""
     others = [s for s in strategies if s != "random"]
@@ -57,7 +62,7 @@ def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: l
             continue
         random_ta = {r["seed"]: r["metrics"]["TA"] for r in cell[(row, "random", b)]}
         out.append(f"| {_label(row)} | " + " | ".join(
-            fmt([random_ta[r["seed"]] - r["metrics"]["TA"] for r in cell[(row, s, b)] if r["seed"] in random_ta])
+            _fmt_of([random_ta[r["seed"]] - r["metrics"]["TA"] for r in cell[(row, s, b)] if r["seed"] in random_ta], n[s])
             for s in others) + " |")
     return out
 
@@ -83,24 +88,28 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     label = _seed_labels(ok, "strategy", strategies)
     head = "| | " + " | ".join(label[s] for s in strategies) + " |\n|---|" + "---|" * len(strategies)
     for b in budgets:
+        n = {s: len({r["seed"] for r in ok if r["strategy"] == s and r["budget"] == b}) for s in strategies}
+        here = [row for row in rows if any(cell[(row, s, b)] for s in strategies)]  # rows run at this budget
+        here_started = [row for row in started if row in here]
         out.append(f"#### Budget {_budget(b)}: test accuracy (TA, %)\n\n{head}")
-        for row in rows:
-            out.append(f"| {_label(row)} | " + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
-        for row in started:
+        for row in here:
+            out.append(f"| {_label(row)} | " + " | ".join(
+                _fmt_of([r["metrics"]["TA"] for r in cell[(row, s, b)]], n[s]) for s in strategies) + " |")
+        for row in here_started:
             out.append(f"| {_label(row)} before deletion | " + " | ".join(
-                fmt([r["ta_start"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
+                _fmt_of([r["ta_start"] for r in cell[(row, s, b)]], n[s]) for s in strategies) + " |")
         out.append(f"\n#### Budget {_budget(b)}: damage and excess damage (TA points lost)\n\n{head}")
         out.append("| damage of the request itself: Original − Gold Standard | " + " | ".join(
-            fmt([r["damage"] for r in cell[("retrain", s, b)]]) for s in strategies) + " |")
-        for row in rows:
+            _fmt_of([r["damage"] for r in cell[("retrain", s, b)]], n[s]) for s in strategies) + " |")
+        for row in here:
             if row in ("original", "retrain"):
                 continue
             out.append(f"| {_label(row)}: excess damage (Gold Standard − method) | " + " | ".join(
-                fmt([r["excess_damage"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
-        for row in started:
+                _fmt_of([r["excess_damage"] for r in cell[(row, s, b)]], n[s]) for s in strategies) + " |")
+        for row in here_started:
             out.append(f"| {_label(row)}: damage (its own original before deletion − after) | " + " | ".join(
-                fmt([r["damage"] for r in cell[(row, s, b)]]) for s in strategies) + " |")
-        out.extend(_beyond_random(cell, rows, strategies, b, label))
+                _fmt_of([r["damage"] for r in cell[(row, s, b)]], n[s]) for s in strategies) + " |")
+        out.extend(_beyond_random(cell, here, strategies, b, label, n))
         mean_damage = {s: mean_ci([r["damage"] for row in rows if row != "original" for r in cell[(row, s, b)]])[0]
                        for s in strategies}
         ranked = sorted((s for s in strategies if mean_damage[s] == mean_damage[s]), key=lambda s: -mean_damage[s])
