@@ -161,7 +161,8 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
         for s in strategies:
             ys = [ta0] + [mean_ci([r["metrics"]["TA"] for r in ok if r["row"] == row and r["strategy"] == s
                                    and r["budget"] == b])[0] for b in budgets]
-            ax.plot(xs, ys, marker="o", label=s)
+            run = [(x, y) for x, y in zip(xs, ys) if y == y]  # the budgets this strategy ran at
+            ax.plot([x for x, _ in run], [y for _, y in run], marker="o", label=s)
         ax.set_title(_label(row), fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(rows):]:
