@@ -27,13 +27,27 @@ def _order(values: Iterable[Any]) -> list[Any]:
     return list(seen)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' * (n > 1)}"
+
+
+def _seed_counts(ok: list[dict[str, Any]], field: str, values: list[Any]) -> dict[Any, int]:
+    """How many seeds the records of each value of ``field`` cover."""
+    return {v: len({r["seed"] for r in ok if r[field] == v}) for v in values}
+
+
 def _seed_labels(ok: list[dict[str, Any]], field: str, values: list[Any]) -> dict[Any, str]:
     """Column label per value of ``field``: the value itself, or, when the columns average different
     numbers of seeds, the value with its seed count ("class (3 seeds)")."""
-    n = {v: len({r["seed"] for r in ok if r[field] == v}) for v in values}
+    n = _seed_counts(ok, field, values)
     if len(set(n.values())) <= 1:
         return {v: str(v) for v in values}
-    return {v: f"{v} ({n[v]} seed{'s' * (n[v] > 1)})" for v in values}
+    return {v: f"{v} ({_seeds(n[v])})" for v in values}
+
+
+def _start_ta(r: dict[str, Any]) -> float:
+    """TA before unlearning: SISA's own ensemble's (``ta_start``), else the original's."""
+    return r.get("ta_start", r["ta_original"])
 
 
 def _describe(r: dict[str, Any]) -> str:
@@ -45,7 +59,7 @@ def _describe(r: dict[str, Any]) -> str:
 
 def _fmt_of(values: list[float], n: int) -> str:
     """``fmt``, saying how many seeds a cell averages when that is fewer than its column's ``n``."""
-    return fmt(values) + (f" ({len(values)} seed{'s' * (len(values) > 1)})" if 0 < len(values) < n else "")
+    return fmt(values) + (f" ({_seeds(len(values))})" if 0 < len(values) < n else "")
 
 
 def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: list[str], b: float,
@@ -88,7 +102,7 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
     label = _seed_labels(ok, "strategy", strategies)
     head = "| | " + " | ".join(label[s] for s in strategies) + " |\n|---|" + "---|" * len(strategies)
     for b in budgets:
-        n = {s: len({r["seed"] for r in ok if r["strategy"] == s and r["budget"] == b}) for s in strategies}
+        n = _seed_counts([r for r in ok if r["budget"] == b], "strategy", strategies)
         here = [row for row in rows if any(cell[(row, s, b)] for s in strategies)]  # rows run at this budget
         here_started = [row for row in started if row in here]
         out.append(f"#### Budget {_budget(b)}: test accuracy (TA, %)\n\n{head}")
@@ -122,7 +136,7 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
             continue
         out.append(f"{_label(row)}\n\n| strategy | 0 | " + " | ".join(_budget(b) for b in budgets) + " |\n|---|" + "---|" * (len(budgets) + 1))
         for s in strategies:
-            zero = fmt(list({r["seed"]: r.get("ta_start", r["ta_original"]) for b in budgets for r in cell[(row, s, b)]}.values()))
+            zero = fmt(list({r["seed"]: _start_ta(r) for b in budgets for r in cell[(row, s, b)]}.values()))
             out.append(f"| {s} | {zero} | " + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(row, s, b)]]) for b in budgets) + " |")
         out.append("")
     out.append(f"Mean ± 95% CI (Student t) over seeds {seeds}. Damage = TA of the original − TA after; excess damage = "
@@ -157,7 +171,7 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
     fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False, sharex=True)
     xs = [0.0] + [100 * b if b < 1 else b for b in budgets]
     for ax, row in zip(axes.flat, rows):
-        ta0 = mean_ci([r.get("ta_start", r["ta_original"]) for r in ok if r["row"] == row])[0]
+        ta0 = mean_ci([_start_ta(r) for r in ok if r["row"] == row])[0]
         for s in strategies:
             ys = [ta0] + [mean_ci([r["metrics"]["TA"] for r in ok if r["row"] == row and r["strategy"] == s
                                    and r["budget"] == b])[0] for b in budgets]

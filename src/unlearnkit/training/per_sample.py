@@ -58,6 +58,31 @@ def _masked(model: nn.Module, grads: dict[str, Tensor]) -> dict[str, Tensor]:
     return {n: g * masks[n] if n in masks else g for n, g in grads.items()}
 
 
+def _grads(model: nn.Module, x: Tensor, y: Tensor, loss: SampleLoss, names: list[str],
+           out: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Unmasked per-sample gradients in eval mode: layer_grads.py's path where it applies, vmap
+    otherwise; written into the ``out`` views when given. The model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        fast = layer_grads(model, x, lambda logits: [vmap(grad(loss))(logits, y)], names, out=out)
+        if fast is not None:
+            return next(fast)
+        params, forward = _functional(model, names)
+
+        def sample_loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+            return loss(forward(p, xi.unsqueeze(0)).squeeze(0), yi)
+
+        grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
+        if out is None:
+            return grads
+        for n, g in grads.items():
+            out[n].copy_(g)
+        return out
+    finally:
+        model.train(was_training)
+
+
 def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss = _cross_entropy,
                      names: list[str] | None = None) -> dict[str, Tensor]:
     """Gradient of each sample's loss: parameter name → tensor ``[B, *param.shape]``.
@@ -68,19 +93,8 @@ def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss
         loss: per-sample loss of ``(logits [C], label [])``; cross-entropy by default.
         names: the parameters to differentiate (default: every trainable one).
     """
-    params, forward = _functional(model, names)
-
-    def sample_loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-        return loss(forward(p, xi.unsqueeze(0)).squeeze(0), yi)
-
-    was_training = model.training
-    model.eval()
-    try:
-        fast = layer_grads(model, x, lambda logits: [vmap(grad(loss))(logits, y)], list(params))
-        grads = next(fast) if fast is not None else vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
-    finally:
-        model.train(was_training)
-    return _masked(model, grads)
+    names = trainable_names(model) if names is None else names
+    return _masked(model, _grads(model, x, y, loss, names))
 
 
 def expected_squared_grads(model: nn.Module, x: Tensor, *, names: list[str] | None = None) -> dict[str, Tensor]:
@@ -163,6 +177,14 @@ def _column_views(model: nn.Module, names: list[str], out: Tensor) -> dict[str, 
     return views
 
 
+def _flat_layout(model: nn.Module, names: list[str] | None) -> tuple[list[str], int, torch.dtype]:
+    """(parameter names, columns of the flat gradient matrix, its dtype: the parameters')."""
+    names = trainable_names(model) if names is None else names
+    params = dict(model.named_parameters())
+    dtype = params[names[0]].dtype if names else torch.get_default_dtype()
+    return names, sum(params[n].numel() for n in names), dtype
+
+
 def flat_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: SampleLoss = _cross_entropy,
                           names: list[str] | None = None, out: Tensor | None = None) -> Tensor:
     """:func:`per_sample_grads` flattened and concatenated in parameter order: ``[B, P]``.
@@ -170,25 +192,13 @@ def flat_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, *, loss: Sampl
     ``out``, a ``[B, P]`` matrix (e.g. rows of a preallocated one), receives them in place: for the
     layers of layer_grads.py no other memory of that size is taken.
     """
-    names = trainable_names(model) if names is None else names
-    params = dict(model.named_parameters())
-    dtype = params[names[0]].dtype if names else torch.get_default_dtype()
+    names, size, dtype = _flat_layout(model, names)
     if out is None:
-        out = torch.empty(len(y), sum(params[n].numel() for n in names), device=x.device, dtype=dtype)
+        out = torch.empty(len(y), size, device=x.device, dtype=dtype)
     if out.dtype != dtype or out.shape[0] != len(y):
         raise ValueError(f"out must be [{len(y)}, P] of {dtype}, got {list(out.shape)} of {out.dtype}")
     views = _column_views(model, names, out)
-    was_training = model.training
-    model.eval()
-    try:
-        fast = layer_grads(model, x, lambda logits: [vmap(grad(loss))(logits, y)], names, out=views)
-        if fast is not None:
-            next(fast)
-        else:
-            for n, g in per_sample_grads(model, x, y, loss=loss, names=names).items():
-                views[n].copy_(g)
-    finally:
-        model.train(was_training)
+    _grads(model, x, y, loss, names, out=views)
     masks = masks_of(model)
     for n in names:
         if n in masks:
@@ -204,10 +214,7 @@ def iter_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 64,
     use it (or clone it) before asking for the next one.
     """
     device = next(model.parameters()).device
-    names = trainable_names(model) if names is None else names
-    params = dict(model.named_parameters())
-    size = sum(params[n].numel() for n in names)
-    dtype = params[names[0]].dtype if names else torch.get_default_dtype()
+    names, size, dtype = _flat_layout(model, names)
     buffer = torch.empty(min(batch_size, len(samples)), size, device=device, dtype=dtype)
     for x, y in samples.batches(batch_size, device=device):
         yield flat_per_sample_grads(model, x, y, loss=loss, names=names, out=buffer[: len(y)])
@@ -243,8 +250,8 @@ def stack_flat_grads(model: nn.Module, samples: Samples, *, batch_size: int = 32
                      loss: SampleLoss = _cross_entropy) -> Tensor:
     """Every sample's flat gradient as the rows of one preallocated ``[len(samples), P]`` matrix."""
     device = next(model.parameters()).device
-    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    out = torch.empty(len(samples), size, device=device, dtype=next(model.parameters()).dtype)
+    _, size, dtype = _flat_layout(model, None)
+    out = torch.empty(len(samples), size, device=device, dtype=dtype)
     row = 0
     for x, y in samples.batches(batch_size, device=device):
         flat_per_sample_grads(model, x, y, loss=loss, out=out[row : row + len(y)])
