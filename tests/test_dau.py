@@ -13,6 +13,10 @@ from unlearnkit.attacks.samia import (SamiaAttack, SamiaNet, attack_inputs, atta
 from unlearnkit.errors import ConfigError, TrainingError
 from unlearnkit.methods import create_method
 from unlearnkit.methods.dau import adversarial_loss, barlow_twins_loss
+from unlearnkit.models import create_model
+from unlearnkit.training import train
+
+from .conftest import TOY_BUDGET
 
 
 def test_attacker_network_and_input_shapes(toy_original, toy_random_split):
@@ -144,6 +148,19 @@ def test_dau_nobt_is_dau_without_the_barlow_twins_term(toy_original, toy_random_
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     with pytest.raises(ValueError, match="beta"):
         create_method("dau-nobt", beta=0.1)
+
+
+def test_batchnorm_keeps_the_originals_running_statistics_while_its_weights_learn(toy_dataset, toy_base, toy_random_split):
+    model = create_model("resnet18", num_classes=toy_dataset.num_classes, input_shape=toy_dataset.input_shape, seed=0, width=4)
+    train(model, toy_base[0].train, dataclasses.replace(TOY_BUDGET, epochs=1), generator=torch.Generator().manual_seed(0))
+    out = create_method("dau", iterations=4, pretrain_steps=2, pretrain_samples=16, attack_batch_size=8).unlearn(
+        model, toy_random_split, generator=torch.Generator().manual_seed(0))
+    before, after = model.state_dict(), out.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    affine = [k.rsplit(".", 1)[0] + ".weight" for k in stats if k.endswith("running_mean")]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert any(not torch.equal(before[k], after[k]) for k in affine)
+    assert not out.training
 
 
 def test_divergence_is_a_training_error(toy_original, toy_random_split):

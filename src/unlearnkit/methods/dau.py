@@ -29,7 +29,12 @@ class-wise, α = 3 or lr_share 0.5 cost 3–10 points of RA, and every β > 0 co
 (the first on the iteration's own batches) and one defender step. Defender: SGD at ``lr_share`` ×
 the original lr with the original momentum and weight decay; attacker: Adam at ``attacker_lr``.
 Batches: ``batch_size`` from D_r, ``attack_batch_size`` from each of D_f and D_v. Attack inputs and
-features are computed with the defender in eval mode (what an auditor queries), CE in train mode.
+features are computed with the defender in eval mode (what an auditor queries), CE in train mode
+except for BatchNorm layers, which stay in eval mode throughout: their running statistics stay the
+original's and only their affine weights learn. With BatchNorm in train mode for CE, the attack term
+(computed through the running statistics) found directions that batch statistics cancel, so CE never
+opposed them: on W2's resnet18 the model returned collapsed to 20% TA, and recomputing its
+statistics on D_r afterwards brought it back to 86% (``docs/results.md``).
 """
 from __future__ import annotations
 
@@ -65,6 +70,14 @@ def adversarial_loss(logits: Tensor, form: str) -> Tensor:
     if form == "minimax":
         return -F.cross_entropy(logits, torch.ones(len(logits), dtype=torch.long, device=logits.device))
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def train_except_batchnorm(model: nn.Module) -> None:
+    """Train mode for every module but BatchNorm, which keeps using (and not updating) its running statistics."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def draw(samples: Samples, n: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor]:
@@ -163,7 +176,7 @@ class DAU:
                     attacker.requires_grad_(True)
                 if beta > 0:
                     loss = loss + beta * barlow_twins_loss(zf, zv, lambd=self.bt_lambda)
-                new.train()
+                train_except_batchnorm(new)
                 xr, yr = next(retain)
                 loss = loss + F.cross_entropy(new(xr), yr)
                 check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}")
