@@ -132,6 +132,10 @@ class DAU:
         return (0.0 if off and self.class_zero == "alpha" else self.alpha,
                 0.0 if off and self.class_zero == "beta" else self.beta)
 
+    def _advice(self) -> str:
+        return (f" (the defender's outputs diverged; lower {self.name}.lr_share (now {self.lr_share})"
+                + (f" or {self.name}.beta (now {self.beta}))" if self.beta > 0 else ")"))
+
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new, device, b = fresh_copy(model), model_device(model), split.budget
         apply_masks(new)
@@ -170,7 +174,7 @@ class DAU:
                             inf_k, inv_k = (inputs_of(new, s.take(torch.randperm(len(s), generator=generator)[:n]),
                                                       **noise) for s in (split.forget, split.val))
                         check_finite(attacker_step(attacker, att_opt, *((inf, inv) if k == 0 else (inf_k, inv_k))),
-                                     f"{self.name} attacker at iteration {it + 1}")
+                                     f"{self.name} attacker at iteration {it + 1}{self._advice()}")
                     attacker.eval().requires_grad_(False)
                     loss = loss + alpha * adversarial_loss(attacker(inf), self.form)
                     attacker.requires_grad_(True)
@@ -179,6 +183,6 @@ class DAU:
                 train_except_batchnorm(new)
                 xr, yr = next(retain)
                 loss = loss + F.cross_entropy(new(xr), yr)
-                check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}")
+                check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}{self._advice()}")
                 masked_step(new, optimizer, loss)
         return new.eval()
