@@ -2,6 +2,7 @@
 the attack network's shapes, and the game's effect on a fixed attacker."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -15,6 +16,7 @@ from unlearnkit.methods import create_method
 from unlearnkit.methods.dau import adversarial_loss, barlow_twins_loss
 from unlearnkit.models import create_model
 from unlearnkit.training import train
+from unlearnkit.training.batchnorm import batchnorms, recompute_running_statistics
 
 from .conftest import TOY_BUDGET
 
@@ -150,17 +152,25 @@ def test_dau_nobt_is_dau_without_the_barlow_twins_term(toy_original, toy_random_
         create_method("dau-nobt", beta=0.1)
 
 
-def test_batchnorm_keeps_the_originals_running_statistics_while_its_weights_learn(toy_dataset, toy_base, toy_random_split):
+def test_batchnorm_statistics_are_recomputed_on_the_retain_set_after_the_game(toy_dataset, toy_base, toy_random_split):
     model = create_model("resnet18", num_classes=toy_dataset.num_classes, input_shape=toy_dataset.input_shape, seed=0, width=4)
     train(model, toy_base[0].train, dataclasses.replace(TOY_BUDGET, epochs=1), generator=torch.Generator().manual_seed(0))
     out = create_method("dau", iterations=4, pretrain_steps=2, pretrain_samples=16, attack_batch_size=8).unlearn(
         model, toy_random_split, generator=torch.Generator().manual_seed(0))
-    before, after = model.state_dict(), out.state_dict()
-    stats = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    affine = [k.rsplit(".", 1)[0] + ".weight" for k in stats if k.endswith("running_mean")]
-    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
-    assert any(not torch.equal(before[k], after[k]) for k in affine)
     assert not out.training
+    again = copy.deepcopy(out)
+    recompute_running_statistics(again, toy_random_split.retain)
+    stats = [k for k in out.state_dict() if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.allclose(out.state_dict()[k], again.state_dict()[k], atol=1e-6) for k in stats)
+    assert any(not torch.allclose(out.state_dict()[k], model.state_dict()[k]) for k in stats)
+    assert all(b.running_mean is not None for b in batchnorms(out))  # the buffers came back
+
+
+def test_one_forget_sample_on_a_batchnorm_network_is_a_clear_error(toy_dataset, toy_base, toy_random_split):
+    model = create_model("resnet18", num_classes=toy_dataset.num_classes, input_shape=toy_dataset.input_shape, seed=0, width=4)
+    one = dataclasses.replace(toy_random_split, forget=toy_random_split.forget.take(torch.tensor([0])))
+    with pytest.raises(ValueError, match="dau on a network with BatchNorm needs at least 2 samples in D_f and in D_v.*got 1"):
+        create_method("dau", iterations=2).unlearn(model, one, generator=torch.Generator().manual_seed(0))
 
 
 def test_divergence_is_a_training_error(toy_original, toy_random_split):

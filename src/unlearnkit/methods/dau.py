@@ -29,12 +29,14 @@ class-wise, α = 3 or lr_share 0.5 cost 3–10 points of RA, and every β > 0 co
 (the first on the iteration's own batches) and one defender step. Defender: SGD at ``lr_share`` ×
 the original lr with the original momentum and weight decay; attacker: Adam at ``attacker_lr``.
 Batches: ``batch_size`` from D_r, ``attack_batch_size`` from each of D_f and D_v. Attack inputs and
-features are computed with the defender in eval mode (what an auditor queries), CE in train mode
-except for BatchNorm layers, which stay in eval mode throughout: their running statistics stay the
-original's and only their affine weights learn. With BatchNorm in train mode for CE, the attack term
-(computed through the running statistics) found directions that batch statistics cancel, so CE never
-opposed them: on W2's resnet18 the model returned collapsed to 20% TA, and recomputing its
-statistics on D_r afterwards brought it back to 86% (``docs/results.md``).
+features are computed with the defender in eval mode (what an auditor queries), CE in train mode.
+BatchNorm layers normalise by batch statistics throughout the game, in both passes, and their
+running statistics are recomputed on D_r once it ends (``training/batchnorm.py``; a model without
+BatchNorm is unaffected). Two other ways were measured on W2's resnet18 (``docs/results.md``): with
+running statistics for the attack and Barlow-Twins terms and batch statistics for CE, the game
+drove the eval-mode network to 20% TA while the batch-statistics one stayed accurate; with
+BatchNorm frozen in eval mode for all three terms, nothing bounds the activations' scale any more
+and the game diverged or collapsed on most runs.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from ..attacks.samia import SamiaNet, attack_inputs, attacker_step, balanced_bat
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
 from ..sparsity.masks import apply_masks
+from ..training.batchnorm import batch_statistics, batchnorms, recompute_running_statistics
 from ..training.loop import check_finite, masked_step
 from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
 
@@ -70,14 +73,6 @@ def adversarial_loss(logits: Tensor, form: str) -> Tensor:
     if form == "minimax":
         return -F.cross_entropy(logits, torch.ones(len(logits), dtype=torch.long, device=logits.device))
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
-
-
-def train_except_batchnorm(model: nn.Module) -> None:
-    """Train mode for every module but BatchNorm, which keeps using (and not updating) its running statistics."""
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
 
 
 def draw(samples: Samples, n: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor]:
@@ -144,7 +139,9 @@ class DAU:
                                     weight_decay=b.weight_decay)
         retain = cycle_batches(split.retain, self.batch_size, generator, device)
         n = min(self.attack_batch_size, len(split.forget), len(split.val))
-        with seeded(generator):
+        check(n >= 2 or not batchnorms(new), f"{self.name} on a network with BatchNorm needs at least 2 samples in D_f and "
+              f"in D_v (its game normalises by batch statistics), got {n}")
+        with seeded(generator), batch_statistics(new):
             attacker = SamiaNet(split.num_classes).to(device)
             att_opt = torch.optim.Adam(attacker.parameters(), lr=self.attacker_lr)
             if self.alpha > 0 and self.pretrain_steps > 0:
@@ -180,9 +177,10 @@ class DAU:
                     attacker.requires_grad_(True)
                 if beta > 0:
                     loss = loss + beta * barlow_twins_loss(zf, zv, lambd=self.bt_lambda)
-                train_except_batchnorm(new)
+                new.train()
                 xr, yr = next(retain)
                 loss = loss + F.cross_entropy(new(xr), yr)
                 check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}{self._advice()}")
                 masked_step(new, optimizer, loss)
+        recompute_running_statistics(new, split.retain)
         return new.eval()
