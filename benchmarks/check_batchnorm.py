@@ -6,8 +6,8 @@
 For each method: TA (D_test) and UA (100 − acc(D_f)) of the model as the method returns it, then
 of the same weights after recomputing every BatchNorm layer's running statistics on D_r (a plain
 average over one pass, in train mode, no gradient). A large gap means the returned model's
-statistics no longer describe its weights, which is what DAU did on W2 before BatchNorm was held in
-eval mode through its game (docs/results.md). This is a diagnostic, not a tuning tool: it reads
+statistics no longer describe its weights, which is what DAU did on W2 before its game moved to batch
+statistics (docs/results.md). This is a diagnostic, not a tuning tool: it reads
 the test set, so never pick a hyperparameter from it (``benchmarks/tune_dau.py`` uses D_v only).
 The original model comes from the cache (or is trained: ~9 min on one core for W2).
 """
@@ -20,7 +20,6 @@ import time
 
 os.environ.setdefault("UNLEARNKIT_PROGRESS", "0")
 
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from unlearnkit.attacks.base import outputs  # noqa: E402
@@ -28,20 +27,14 @@ from unlearnkit.errors import TrainingError  # noqa: E402
 from unlearnkit.experiments import load_config, load_experiment, prepare_seed  # noqa: E402
 from unlearnkit.methods import create_method  # noqa: E402
 from unlearnkit.training import accuracy  # noqa: E402
+from unlearnkit.training.batchnorm import recompute_running_statistics  # noqa: E402
 
 
-@torch.no_grad()
-def recalibrated(model: nn.Module, samples, batch_size: int = 256) -> nn.Module:
+def recalibrated(model: nn.Module, samples) -> nn.Module:
     """A copy of ``model`` whose BatchNorm running statistics are the average over ``samples``."""
     m = copy.deepcopy(model)
-    norms = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
-    for b in norms:
-        b.reset_running_stats()
-        b.momentum = None  # cumulative average over the pass
-    m.train()
-    for x, _ in samples.batches(batch_size, device=next(m.parameters()).device):
-        m(x)
-    return m.eval()
+    recompute_running_statistics(m, samples)
+    return m
 
 
 def row(name: str, model: nn.Module, split) -> str:
