@@ -37,7 +37,7 @@ def recalibrated(model: nn.Module, samples) -> nn.Module:
     return m
 
 
-def row(name: str, model: nn.Module, split) -> str:
+def row(model: nn.Module, split) -> str:
     ta, fa = (accuracy(*outputs(model, s)) for s in (split.test, split.forget))
     return f"{ta:.2f} | {100 - fa:.2f}"
 
@@ -54,8 +54,8 @@ def main() -> None:
     split = setup.split
     print("| method | TA | UA | TA, statistics recomputed on D_r | UA, recomputed | seconds |")
     print("|---|---|---|---|---|---|")
-    print(f"| original | {row('original', setup.original, split)} | "
-          f"{row('original', recalibrated(setup.original, split.retain), split)} | — |", flush=True)
+    print(f"| original | {row(setup.original, split)} | "
+          f"{row(recalibrated(setup.original, split.retain), split)} | — |", flush=True)
     for name in args.methods.split(","):
         method = create_method(name, **config.params.get(name, {}))
         start = time.perf_counter()
@@ -65,7 +65,7 @@ def main() -> None:
             print(f"| {name} | failed: {e} |||| |", flush=True)
             continue
         secs = time.perf_counter() - start
-        print(f"| {name} | {row(name, model, split)} | {row(name, recalibrated(model, split.retain), split)} | "
+        print(f"| {name} | {row(model, split)} | {row(recalibrated(model, split.retain), split)} | "
               f"{secs:.0f} |", flush=True)
 
 

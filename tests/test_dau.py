@@ -152,8 +152,12 @@ def test_dau_nobt_is_dau_without_the_barlow_twins_term(toy_original, toy_random_
         create_method("dau-nobt", beta=0.1)
 
 
+def _tiny_resnet(dataset):
+    return create_model("resnet18", num_classes=dataset.num_classes, input_shape=dataset.input_shape, seed=0, width=4)
+
+
 def test_batchnorm_statistics_are_recomputed_on_the_retain_set_after_the_game(toy_dataset, toy_base, toy_random_split):
-    model = create_model("resnet18", num_classes=toy_dataset.num_classes, input_shape=toy_dataset.input_shape, seed=0, width=4)
+    model = _tiny_resnet(toy_dataset)
     train(model, toy_base[0].train, dataclasses.replace(TOY_BUDGET, epochs=1), generator=torch.Generator().manual_seed(0))
     out = create_method("dau", iterations=4, pretrain_steps=2, pretrain_samples=16, attack_batch_size=8).unlearn(
         model, toy_random_split, generator=torch.Generator().manual_seed(0))
@@ -167,7 +171,7 @@ def test_batchnorm_statistics_are_recomputed_on_the_retain_set_after_the_game(to
 
 
 def test_one_forget_sample_on_a_batchnorm_network_is_a_clear_error(toy_dataset, toy_base, toy_random_split):
-    model = create_model("resnet18", num_classes=toy_dataset.num_classes, input_shape=toy_dataset.input_shape, seed=0, width=4)
+    model = _tiny_resnet(toy_dataset)
     one = dataclasses.replace(toy_random_split, forget=toy_random_split.forget.take(torch.tensor([0])))
     with pytest.raises(ValueError, match="dau on a network with BatchNorm needs at least 2 samples in D_f and in D_v.*got 1"):
         create_method("dau", iterations=2).unlearn(model, one, generator=torch.Generator().manual_seed(0))
