@@ -1,5 +1,6 @@
-"""Failure messages in the tables are shortened at a word boundary, never mid-word."""
-from unlearnkit.report.table import short
+"""Table text: failure messages shortened at a word boundary, never mid-word; rows named as the papers
+name the methods."""
+from unlearnkit.report.table import display_name, short
 
 
 def test_short_messages_are_kept_whole():
@@ -15,3 +16,9 @@ def test_long_messages_are_cut_between_words_with_an_ellipsis():
 
 def test_a_single_overlong_word_is_still_shown():
     assert short("x" * 300, 50) == "x" * 48 + " …"
+
+
+def test_rows_are_named_as_the_papers_spell_the_methods():
+    names = {label: display_name(label) for label in ("salun", "scrub", "neggrad+", "dau", "dau-nobt", "ff", "l1-sparse")}
+    assert names == {"salun": "SalUn", "scrub": "SCRUB", "neggrad+": "NegGrad+", "dau": "DAU",
+                     "dau-nobt": "DAU (no BT)", "ff": "FF", "l1-sparse": "l1-sparse"}

@@ -11,7 +11,7 @@ from ..metrics.stats import mean_ci
 
 DISPLAY = {"original": "Original (no unlearning)", "retrain": "Retrain",
            "retrain (2nd seed)": "Retrain, 2nd seed (noise floor)", "neggrad+": "NegGrad+",
-           "dau-nobt": "DAU (no BT)"}
+           "dau-nobt": "DAU (no BT)", "salun": "SalUn", "scrub": "SCRUB"}
 ATTACKS = ("correctness", "confidence", "entropy", "m_entropy")
 
 
