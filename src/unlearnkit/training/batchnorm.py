@@ -50,8 +50,10 @@ def recompute_running_statistics(model: nn.Module, samples: Samples, *, batch_si
         b.momentum = None  # cumulative average
     model.train()
     device = next(model.parameters()).device
-    for x, _ in samples.batches(batch_size, device=device):
-        model(x)
-    for b, m in zip(norms, momenta):
-        b.momentum = m
-    model.eval()
+    try:
+        for x, _ in samples.batches(batch_size, device=device):
+            model(x)
+    finally:  # the layers' own momentum back even if a pass fails
+        for b, m in zip(norms, momenta):
+            b.momentum = m
+        model.eval()
