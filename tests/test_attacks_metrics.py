@@ -40,6 +40,29 @@ def test_mia_efficacy_uses_first_test_sized_block_of_retain():
     assert mia_efficacy(members, test, forget) == pytest.approx(100.0)
 
 
+def test_mia_efficacy_fits_equal_members_and_non_members_when_retain_is_smaller():
+    # test beyond the first |D_r| samples looks like members: with it, non-members would outnumber
+    # members where the two overlap and the SVC would call everything there non-member
+    members = outputs_with_confidence(torch.full((100,), 0.99))
+    test = outputs_with_confidence(torch.cat([torch.full((100,), 0.4), torch.full((300,), 0.99)]))
+    forget = outputs_with_confidence(torch.full((50,), 0.99))
+    assert mia_efficacy(members, test, forget) == pytest.approx(0.0)
+
+
+def test_mia_efficacy_does_not_collapse_when_test_outnumbers_overlapping_retain():
+    # W2's case in miniature: members and 80% of the non-members equally confident, non-members
+    # more numerous. An unbalanced fit calls every sample non-member (MIA-Efficacy 100 for a model
+    # that forgot nothing); the balanced fit still calls samples like D_r members.
+    g = torch.Generator().manual_seed(0)
+    members = outputs_with_confidence(0.9 + 0.1 * torch.rand(300, generator=g))
+    test = outputs_with_confidence(torch.cat([0.9 + 0.1 * torch.rand(320, generator=g),
+                                              0.3 + 0.3 * torch.rand(80, generator=g)])[torch.randperm(400, generator=g)])
+    unforgotten = outputs_with_confidence(0.9 + 0.1 * torch.rand(100, generator=g))
+    unbalanced = SVCConfidenceAttack().fit_outputs(members, test)
+    assert (~unbalanced.predict_outputs(unforgotten)).all()  # the failure the balanced fit avoids
+    assert mia_efficacy(members, test, unforgotten) < 50.0
+
+
 def test_modified_entropy_matches_song_mittal():
     p = torch.tensor([[0.7, 0.2, 0.1]])
     y = torch.tensor([0])

@@ -141,3 +141,30 @@ def test_changed_hyperparameters_get_their_own_rows(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ft (lr_share=0.1)" in printed and "ft (lr_share=0.5)" in printed
+
+
+def test_rows_recorded_under_an_older_audit_are_rerun_and_superseded(tmp_path, capsys):
+    from unlearnkit.metrics.audit import AUDIT_VERSION
+    from unlearnkit.report import current_audit
+
+    out = tmp_path / "run"
+    args = ["run", *TINY, "--seeds", "0", "--methods", "ga", "noise_floor=false", "--out", str(out)]
+    assert main(args) == 0
+    fresh = records(out)
+    assert len(fresh) == 3 and all(r["audit"] == AUDIT_VERSION for r in fresh)
+    # the same records as a release before the audit was versioned wrote them, with a marked value
+    old = [{**{k: v for k, v in r.items() if k != "audit"}, "metrics": {**r["metrics"], "MIA-Efficacy": 123.0}}
+           for r in fresh]
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    capsys.readouterr()
+    assert main(args) == 0  # every row runs again: nothing recorded under the current audit
+    recs = records(out)
+    assert len(recs) == 6 and [r.get("audit") for r in recs[3:]] == [AUDIT_VERSION] * 3
+    assert [r["key"] for r in recs[3:]] == [r["key"] for r in fresh]
+    assert "123.00" not in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert "123.00" not in capsys.readouterr().out
+    # a partly rerun folder: the table shows the current audit's rows only, never a mix
+    mixed = current_audit(old[:1] + recs[4:])
+    assert mixed == recs[4:]
+    assert current_audit(old) == old  # an experiment with old records only keeps them

@@ -70,7 +70,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .experiments.records import RecordStore
-    from .report import experiment_report, sparsity_report
+    from .report import current_audit, experiment_report, sparsity_report
 
     records: dict[str, dict] = {}
     for out_dir in args.out_dirs:
@@ -89,8 +89,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if len(adversarial) == len(records):
             return 0
         records = {k: r for k, r in records.items() if "strategy" not in r}
-    print(experiment_report(records.values()))
-    comparison = sparsity_report(records.values())
+    kept = current_audit(records.values())
+    print(experiment_report(kept))
+    comparison = sparsity_report(kept)
     if comparison:
         print(comparison)
     return 0

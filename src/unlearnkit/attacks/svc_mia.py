@@ -1,9 +1,16 @@
 """MIA-Efficacy: the SVC confidence attack of Jia et al. (2023), reused by SalUn and DAU.
 
 Feature: the true-class softmax confidence p_y (model in eval mode, no augmentation). An
-``SVC(C=3, gamma="auto", kernel="rbf")`` is trained on members = the first |D_test| samples of D_r
-(label 1) against non-members = D_test (label 0), then applied to D_f. MIA-Efficacy is the share
-of D_f predicted non-member, in percent; its target is the retrained model's value, not 100.
+``SVC(C=3, gamma="auto", kernel="rbf")`` is trained on members = the first n samples of D_r
+(label 1) against non-members = the first n samples of D_test (label 0), n = min(|D_r|, |D_test|),
+then applied to D_f. MIA-Efficacy is the share of D_f predicted non-member, in percent; its target
+is the retrained model's value, not 100.
+
+Where D_r is the larger set (CIFAR, W1) this is the reference's "first |D_test| of D_r against
+D_test". Where D_r is the smaller (W2: 8,100 against 10,000), fitting all of D_r against all of
+D_test gives the non-members the majority, and once a model's confidences on the two overlap the
+SVC calls *every* sample non-member, D_r included: MIA-Efficacy 100 that says nothing about
+forgetting (``benchmarks/check_svc_mia.py``). Equal classes keep the attack an attack.
 """
 from __future__ import annotations
 
@@ -51,9 +58,9 @@ class SVCConfidenceAttack(OutputAttack):
 def mia_efficacy(retain: Outputs, test: Outputs, forget: Outputs) -> float:
     """MIA-Efficacy in percent from precomputed outputs ``(probs, labels)`` of D_r, D_test, D_f.
 
-    ``retain`` must be in D_r's ID order: its first |D_test| samples are the shadow members.
+    ``retain`` and ``test`` must be in ID order: the first n = min(|D_r|, |D_test|) samples of each
+    are the shadow members and non-members, equal in number.
     """
-    n = len(test[1])
-    shadow_members = (retain[0][:n], retain[1][:n])
-    attack = SVCConfidenceAttack().fit_outputs(shadow_members, test)
+    n = min(len(retain[1]), len(test[1]))
+    attack = SVCConfidenceAttack().fit_outputs((retain[0][:n], retain[1][:n]), (test[0][:n], test[1][:n]))
     return 100.0 * (~attack.predict_outputs(forget)).double().mean().item()

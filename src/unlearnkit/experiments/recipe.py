@@ -28,7 +28,7 @@ from ..data.dataset import Dataset, load_dataset
 from ..data.splits import ForgetSplit, base_split, forget_split
 from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
-from ..metrics.audit import audit_with_outputs, avg_disparity, per_sample_values
+from ..metrics.audit import AUDIT_VERSION, audit_with_outputs, avg_disparity, per_sample_values
 from ..models.base import create_model
 from ..sparsity.masks import attach_masks, masks_of, prunable, sparsity_of
 from ..sparsity.omp import omp_rewind
@@ -268,8 +268,8 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
     split = setup.split
     log.info("seed %d: %s", job.seed, row.label)
     record = {"key": job.key, "experiment": experiment.digest, "config": to_dict(config), "seed": job.seed,
-              "code_version": code_version(), "out_dir": job.out_dir, "n_retain": len(split.retain),
-              "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash,
+              "code_version": code_version(), "audit": AUDIT_VERSION, "out_dir": job.out_dir,
+              "n_retain": len(split.retain), "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash,
               "sparsity": sparsity_of(setup.original), "row": row.label, "method": row.method, "trial": row.trial,
               "params": row.params}
     try:
@@ -301,7 +301,8 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
 
 def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend | None = None
                    ) -> list[dict[str, Any]]:
-    """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters).
+    """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters,
+    of the current audit protocol: a row recorded under an older one is rerun).
 
     The driver lists the (seed, row) jobs not yet recorded; ``backend`` (default: this process, in
     order) first prepares each seed, so that the original model is in the content-addressed cache
@@ -315,11 +316,14 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     store = RecordStore(out_dir)
     experiment = load_experiment(config)
     rows = rows_for(config)
-    written = store.keys()
+    # a record of an older audit protocol does not count as written: its row is rerun, and the new
+    # record (same key, appended after it) supersedes it
+    current = lambda: (r for r in store if r.get("audit", 1) == AUDIT_VERSION)  # noqa: E731
+    written = {r["key"] for r in current()}
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
     wanted = {key(seed, row) for seed in config.seeds for row in rows}
-    mine = lambda: [r for r in store if r["key"] in wanted]  # noqa: E731  (this config's rows only)
+    mine = lambda: [r for r in current() if r["key"] in wanted]  # noqa: E731  (this config's rows only)
 
     jobs = []
     for seed in config.seeds:
@@ -332,7 +336,7 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     seeds = list(dict.fromkeys(job.seed for job in jobs))
     for _ in backend.map(_prepare_job, seeds, common=experiment):
         pass
-    references = {seed: store.get(key(seed, rows[1])) for seed in seeds}
+    references = {seed: next((r for r in current() if r["key"] == key(seed, rows[1])), None) for seed in seeds}
     waiting: dict[int, list] = {seed: [] for seed in seeds}
 
     def write(record: dict[str, Any], samples: dict[str, np.ndarray] | None) -> None:

@@ -3,9 +3,10 @@
 Each of D_r, D_f, D_test and D_v goes through the model once; every figure is derived from those
 outputs. Definitions follow ``papers/FACTS.md`` §3–5:
 UA = 100 − acc(D_f); RA = acc(D_r); TA = acc(D_test); VA = acc(D_v);
-MIA-Efficacy = SVC confidence attack (shadow: first |D_test| of D_r vs D_test), share of D_f
-called non-member; metric attacks: shadow = (|D_test|/2 samples of D_r, half of D_test), target =
-(D_f, the other half of D_test), reported as balanced accuracy and AUC in percent.
+MIA-Efficacy = SVC confidence attack (shadow: the first n of D_r vs the first n of D_test,
+n = min(|D_r|, |D_test|); see attacks/svc_mia.py), share of D_f called non-member;
+metric attacks: shadow = (|D_test|/2 samples of D_r, half of D_test), target = (D_f, the other
+half of D_test), reported as balanced accuracy and AUC in percent.
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ from ..data.splits import ForgetSplit
 from ..training.evaluate import accuracy
 
 HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA")
+# The audit protocol a record was measured with (records before version 2 carry none). Version 2
+# (2026-11-25) fits MIA-Efficacy's SVC on equal numbers of members and non-members; it changes
+# nothing where |D_r| >= |D_test| (W1, CIFAR) and every MIA-Efficacy where D_r is the smaller (W2).
+AUDIT_VERSION = 2
 Outputs = tuple[Tensor, Tensor]
 
 

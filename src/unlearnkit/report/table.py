@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 from collections import defaultdict
 from typing import Any, Iterable
 
 from ..metrics.audit import HEADLINE
 from ..metrics.stats import mean_ci
+
+log = logging.getLogger("unlearnkit")
 
 DISPLAY = {"original": "Original (no unlearning)", "retrain": "Retrain",
            "retrain (2nd seed)": "Retrain, 2nd seed (noise floor)", "neggrad+": "NegGrad+",
@@ -116,6 +119,20 @@ def distinguish_variants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         own = r.get("params", {})
         out.append({**r, "row": f"{r['row']} ({', '.join(f'{k}={own.get(k)}' for k in differing)})"})
     return out
+
+
+def current_audit(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Within each experiment, drop the records of an older audit protocol when it has newer ones
+    (a folder partly rerun after the audit changed), so that no table mixes two ways of measuring."""
+    records = list(records)
+    newest: dict[str, int] = {}
+    for r in records:
+        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), r.get("audit", 1))
+    kept = [r for r in records if r.get("audit", 1) == newest[r["experiment"]]]
+    if len(kept) < len(records):
+        log.warning("%d record(s) of an older audit protocol not shown: their experiment has newer ones "
+                    "(rerun `unlearnkit run` to measure them again)", len(records) - len(kept))
+    return kept
 
 
 def experiment_report(records: Iterable[dict[str, Any]]) -> str:
