@@ -28,7 +28,7 @@ from ..data.dataset import Dataset, load_dataset
 from ..data.splits import ForgetSplit, base_split, forget_split
 from ..errors import TrainingError
 from ..methods.base import create_method, list_methods, method_params
-from ..metrics.audit import AUDIT_VERSION, audit_with_outputs, avg_disparity, per_sample_values
+from ..metrics.audit import AUDIT_VERSION, audit_version, audit_with_outputs, avg_disparity, per_sample_values
 from ..models.base import create_model
 from ..sparsity.masks import attach_masks, masks_of, prunable, sparsity_of
 from ..sparsity.omp import omp_rewind
@@ -318,8 +318,9 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     rows = rows_for(config)
     # a record of an older audit protocol does not count as written: its row is rerun, and the new
     # record (same key, appended after it) supersedes it
-    current = lambda: (r for r in store if r.get("audit", 1) == AUDIT_VERSION)  # noqa: E731
-    written = {r["key"] for r in current()}
+    current = lambda: (r for r in store if audit_version(r) == AUDIT_VERSION)  # noqa: E731
+    recorded = {r["key"]: r for r in current()}
+    written = set(recorded)
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
     wanted = {key(seed, row) for seed in config.seeds for row in rows}
@@ -336,7 +337,7 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     seeds = list(dict.fromkeys(job.seed for job in jobs))
     for _ in backend.map(_prepare_job, seeds, common=experiment):
         pass
-    references = {seed: next((r for r in current() if r["key"] == key(seed, rows[1])), None) for seed in seeds}
+    references = {seed: recorded.get(key(seed, rows[1])) for seed in seeds}
     waiting: dict[int, list] = {seed: [] for seed in seeds}
 
     def write(record: dict[str, Any], samples: dict[str, np.ndarray] | None) -> None:

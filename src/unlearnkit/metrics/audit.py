@@ -26,6 +26,11 @@ HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA")
 # (2026-11-25) fits MIA-Efficacy's SVC on equal numbers of members and non-members; it changes
 # nothing where |D_r| >= |D_test| (W1, CIFAR) and every MIA-Efficacy where D_r is the smaller (W2).
 AUDIT_VERSION = 2
+
+
+def audit_version(record: dict) -> int:
+    """The audit protocol ``record`` was measured with (1 for records from before versioning)."""
+    return record.get("audit", 1)
 Outputs = tuple[Tensor, Tensor]
 
 

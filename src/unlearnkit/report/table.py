@@ -7,7 +7,7 @@ import textwrap
 from collections import defaultdict
 from typing import Any, Iterable
 
-from ..metrics.audit import HEADLINE
+from ..metrics.audit import HEADLINE, audit_version
 from ..metrics.stats import mean_ci
 
 log = logging.getLogger("unlearnkit")
@@ -127,8 +127,8 @@ def current_audit(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     records = list(records)
     newest: dict[str, int] = {}
     for r in records:
-        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), r.get("audit", 1))
-    kept = [r for r in records if r.get("audit", 1) == newest[r["experiment"]]]
+        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), audit_version(r))
+    kept = [r for r in records if audit_version(r) == newest[r["experiment"]]]
     if len(kept) < len(records):
         log.warning("%d record(s) of an older audit protocol not shown: their experiment has newer ones "
                     "(rerun `unlearnkit run` to measure them again)", len(records) - len(kept))
