@@ -1,14 +1,18 @@
 """FF's Fisher and IU's WoodFisher solve against direct computations on tiny problems."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from unlearnkit.errors import ConfigError
 from unlearnkit.methods import create_method
 from unlearnkit.methods.base import fresh_copy
 from unlearnkit.methods.ff import fisher_noise_std, head_names
 from unlearnkit.models import create_model
+from unlearnkit.training.evaluate import accuracy, predict_logits
 from unlearnkit.training.per_sample import (fisher_diagonal, flat_per_sample_grads, stack_flat_grads,
                                             woodfisher_solve)
 
@@ -80,13 +84,48 @@ def test_iu_step_is_the_scaled_newton_step(toy_original, toy_random_split):
     from unlearnkit.training.per_sample import mean_flat_grad
 
     split = toy_random_split
-    method = create_method("iu", alpha=0.5, damping=1e-2, num_samples=len(split.retain))
+    method = create_method("iu", alpha=0.5, damping=1e-2, num_samples=len(split.retain), retain_guard=0)
     out = method.unlearn(toy_original, split, generator=torch.Generator().manual_seed(0))
     flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
     grads = stack_flat_grads(toy_original, split.retain)
     expected = 0.5 * len(split.forget) / len(split.retain) * woodfisher_solve(
         grads, mean_flat_grad(toy_original, split.forget), damping=1e-2)
     torch.testing.assert_close(flat(out) - flat(toy_original), expected, rtol=1e-4, atol=1e-6)
+
+
+def _iu_move(original, split, **params):
+    out = create_method("iu", damping=1e-2, num_samples=len(split.retain), guard_samples=len(split.retain),
+                        **params).unlearn(original, split, generator=torch.Generator().manual_seed(0))
+    flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
+    return out, flat(out) - flat(original)
+
+
+def test_iu_guard_halves_a_step_that_wrecks_the_retain_set(toy_original, toy_random_split):
+    """An α far too large costs D_r accuracy unguarded; the guard shortens the same step by a power
+    of two until D_r accuracy stays within retain_guard points of the original's."""
+    split = toy_random_split
+    ra = lambda m: accuracy(predict_logits(m, split.retain), split.retain.labels)  # noqa: E731
+    before = ra(toy_original)
+    wild, wild_move = _iu_move(toy_original, split, alpha=100.0, retain_guard=0)
+    assert before - ra(wild) > 10  # the unguarded step does real damage, so the guard has work to do
+    kept, kept_move = _iu_move(toy_original, split, alpha=100.0, retain_guard=2.0)
+    assert before - ra(kept) <= 2.0
+    scale = (kept_move @ wild_move / (wild_move @ wild_move)).item()
+    assert scale < 1 and math.log2(scale) == pytest.approx(round(math.log2(scale)), abs=1e-4)
+    torch.testing.assert_close(kept_move, scale * wild_move, rtol=1e-3, atol=1e-6)
+
+
+def test_iu_guard_keeps_a_harmless_step_whole(toy_original, toy_random_split):
+    """A step that costs no D_r accuracy gives the unguarded model bit for bit."""
+    _, guarded = _iu_move(toy_original, toy_random_split, alpha=0.5, retain_guard=2.0)
+    _, plain = _iu_move(toy_original, toy_random_split, alpha=0.5, retain_guard=0)
+    assert torch.equal(guarded, plain)
+
+
+@pytest.mark.parametrize("params", [{"retain_guard": -1.0}, {"guard_samples": 0}, {"guard_halvings": -1}])
+def test_iu_rejects_bad_guard_settings(params):
+    with pytest.raises(ConfigError, match="iu.(retain_guard|guard_samples|guard_halvings)"):
+        create_method("iu", **params)
 
 
 def test_ff_noise_scales_with_sqrt_alpha(toy_original, toy_random_split):
