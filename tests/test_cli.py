@@ -148,13 +148,16 @@ def test_rows_recorded_under_an_older_audit_are_rerun_and_superseded(tmp_path, c
     from unlearnkit.report import current_audit
 
     out = tmp_path / "run"
-    args = ["run", *TINY, "--seeds", "0", "--methods", "ga", "noise_floor=false", "--out", str(out)]
+    # a test set larger than D_r, where audit versions 1 and 2 fit the SVC on different samples
+    args = ["run", *TINY, "data.options.n_test=1000", "--seeds", "0", "--methods", "ga", "noise_floor=false",
+            "--out", str(out)]
     assert main(args) == 0
     fresh = records(out)
     assert len(fresh) == 3 and all(r["audit"] == AUDIT_VERSION for r in fresh)
+    assert all(r["n_retain"] < r["n_test"] == 1000 for r in fresh)
     # the same records as a release before the audit was versioned wrote them, with a marked value
-    old = [{**{k: v for k, v in r.items() if k != "audit"}, "metrics": {**r["metrics"], "MIA-Efficacy": 123.0}}
-           for r in fresh]
+    old = [{**{k: v for k, v in r.items() if k not in ("audit", "n_test")},
+            "metrics": {**r["metrics"], "MIA-Efficacy": 123.0}} for r in fresh]
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     capsys.readouterr()
     assert main(args) == 0  # every row runs again: nothing recorded under the current audit
@@ -168,3 +171,27 @@ def test_rows_recorded_under_an_older_audit_are_rerun_and_superseded(tmp_path, c
     mixed = current_audit(old[:1] + recs[4:])
     assert mixed == recs[4:]
     assert current_audit(old) == old  # an experiment with old records only keeps them
+
+
+def test_old_audit_records_stand_where_both_versions_fit_the_same_samples(tmp_path, capsys, caplog):
+    """With |D_r| >= |D_test| (as on W1) version 1 fitted the SVC on exactly version 2's samples:
+    its records are neither rerun nor hidden beside new ones."""
+    from unlearnkit.report import current_audit
+
+    out = tmp_path / "run"
+    args = ["run", *TINY, "--seeds", "0", "noise_floor=false", "attacks=false", "--out", str(out), "--methods"]
+    assert main(args + ["ga"]) == 0
+    fresh = records(out)
+    assert all(r["n_retain"] >= r["n_test"] == 200 for r in fresh)
+    old = [{k: v for k, v in r.items() if k not in ("audit", "n_test")} for r in fresh]
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert main(args + ["ga"]) == 0
+    assert records(out) == old  # nothing rerun
+    assert main(args + ["rl"]) == 0
+    recs = records(out)
+    assert recs[:3] == old and [r["row"] for r in recs[3:]] == ["rl"]  # only the new row ran
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        assert current_audit(recs) == recs  # the old rows stay beside the new one
+        assert main(["report", str(out)]) == 0
+    assert "| GA |" in capsys.readouterr().out and "older audit" not in caplog.text

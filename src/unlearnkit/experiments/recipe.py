@@ -269,7 +269,7 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
     log.info("seed %d: %s", job.seed, row.label)
     record = {"key": job.key, "experiment": experiment.digest, "config": to_dict(config), "seed": job.seed,
               "code_version": code_version(), "audit": AUDIT_VERSION, "out_dir": job.out_dir,
-              "n_retain": len(split.retain), "n_forget": len(split.forget), "forget_ids_sha256": setup.forget_hash,
+              "n_retain": len(split.retain), "n_forget": len(split.forget), "n_test": len(split.test), "forget_ids_sha256": setup.forget_hash,
               "sparsity": sparsity_of(setup.original), "row": row.label, "method": row.method, "trial": row.trial,
               "params": row.params}
     try:
@@ -317,8 +317,9 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     experiment = load_experiment(config)
     rows = rows_for(config)
     # a record of an older audit protocol does not count as written: its row is rerun, and the new
-    # record (same key, appended after it) supersedes it
-    current = lambda: (r for r in store if audit_version(r) == AUDIT_VERSION)  # noqa: E731
+    # record (same key, appended after it) supersedes it (unless the two protocols agree on this data)
+    n_test = config.data.test_subset or len(experiment.dataset.test)
+    current = lambda: (r for r in store if audit_version(r, n_test) == AUDIT_VERSION)  # noqa: E731
     recorded = {r["key"]: r for r in current()}
     written = set(recorded)
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731

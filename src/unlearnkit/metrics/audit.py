@@ -28,9 +28,20 @@ HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA")
 AUDIT_VERSION = 2
 
 
-def audit_version(record: dict) -> int:
-    """The audit protocol ``record`` was measured with (1 for records from before versioning)."""
-    return record.get("audit", 1)
+def audit_version(record: dict, n_test: int | None = None) -> int:
+    """The audit protocol ``record`` was measured with, as a measurement: 1 for records from before
+    versioning, except where versions 1 and 2 measure the same thing.
+
+    They differ only in the SVC's fit: version 1 took the first |D_test| of D_r (all of D_r if it
+    is smaller) against all of D_test, version 2 the first n = min(|D_r|, |D_test|) of each. Where
+    |D_r| >= |D_test| (W1) both fit the same samples, so a version-1 record counts as version 2.
+    ``n_test`` is |D_test| of the record's experiment; records since then carry it themselves.
+    """
+    version = record.get("audit", 1)
+    n_test = record.get("n_test", n_test)
+    if version == 1 and n_test is not None and record.get("n_retain", -1) >= n_test:
+        return 2
+    return version
 Outputs = tuple[Tensor, Tensor]
 
 

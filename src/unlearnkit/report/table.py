@@ -123,12 +123,16 @@ def distinguish_variants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def current_audit(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Within each experiment, drop the records of an older audit protocol when it has newer ones
-    (a folder partly rerun after the audit changed), so that no table mixes two ways of measuring."""
+    (a folder partly rerun after the audit changed), so that no table mixes two ways of measuring.
+    Records of an older version that measures the same thing on this data are kept
+    (:func:`~unlearnkit.metrics.audit.audit_version`)."""
     records = list(records)
+    n_test = {r["experiment"]: r["n_test"] for r in records if "n_test" in r}  # |D_test| per experiment
+    version = lambda r: audit_version(r, n_test.get(r["experiment"]))  # noqa: E731
     newest: dict[str, int] = {}
     for r in records:
-        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), audit_version(r))
-    kept = [r for r in records if audit_version(r) == newest[r["experiment"]]]
+        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), version(r))
+    kept = [r for r in records if version(r) == newest[r["experiment"]]]
     if len(kept) < len(records):
         log.warning("%d record(s) of an older audit protocol not shown: their experiment has newer ones "
                     "(rerun `unlearnkit run` to measure them again)", len(records) - len(kept))
