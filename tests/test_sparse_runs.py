@@ -101,3 +101,18 @@ def test_report_puts_dense_and_sparse_side_by_side(runs, capsys):
     assert "Dense vs sparse" not in capsys.readouterr().out
     assert main(["report", str(runs["dense"]), str(runs["dense"] / "nothing")]) == 2
     assert "no records in" in capsys.readouterr().err
+
+
+def test_dense_vs_sparse_keeps_hyperparameter_settings_apart(runs):
+    """A method recorded under two settings (a default changed, a tuned rerun) gets one row per
+    setting in both columns, never the mean of the two."""
+    from unlearnkit.report.compare import sparsity_report
+
+    recs = records(runs["dense"]) + records(runs["sparse"])
+    ft = next(r for r in recs if r["row"] == "ft" and not r["config"].get("sparsity"))
+    tuned = {**ft, "key": "tuned", "params": {**ft["params"], "lr_share": 7.0}, "avg_disparity": 99.0}
+    out = sparsity_report(recs + [tuned])
+    default = ft["params"]["lr_share"]
+    assert "| ft (lr_share=7.0) | 99.00 | — |" in out
+    row = next(line for line in out.splitlines() if line.startswith(f"| ft (lr_share={default}) | "))
+    assert row.split(" | ")[1] == f"{ft['avg_disparity']:.2f}" and "99" not in row

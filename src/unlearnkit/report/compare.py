@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from ..metrics.audit import HEADLINE
-from .table import _ordered_rows, describe, display_name, fmt
+from .table import _ordered_rows, describe, display_name, distinguish_variants, fmt
 
 Setting = tuple[float, float | None]
 
@@ -96,6 +96,7 @@ def sparsity_report(records: Iterable[dict[str, Any]]) -> str:
     for rs in groups.values():
         if len({setting_of(r) for r in rs}) < 2:
             continue
+        rs = distinguish_variants(rs)  # one row per hyperparameter setting, named alike in every column
         dense_like = {**rs[0], "config": {**rs[0]["config"], "sparsity": 0}}
         parts.append(f"### Dense vs sparse — {describe(dense_like)}\n\n{comparison_table(rs)}")
     return "\n".join(parts)
