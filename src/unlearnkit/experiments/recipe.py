@@ -269,7 +269,8 @@ def run_row(experiment: Experiment, job: RowJob) -> tuple[dict[str, Any], dict[s
     log.info("seed %d: %s", job.seed, row.label)
     record = {"key": job.key, "experiment": experiment.digest, "config": to_dict(config), "seed": job.seed,
               "code_version": code_version(), "audit": AUDIT_VERSION, "out_dir": job.out_dir,
-              "n_retain": len(split.retain), "n_forget": len(split.forget), "n_test": len(split.test), "forget_ids_sha256": setup.forget_hash,
+              "n_retain": len(split.retain), "n_forget": len(split.forget), "n_test": len(split.test),
+              "forget_ids_sha256": setup.forget_hash,
               "sparsity": sparsity_of(setup.original), "row": row.label, "method": row.method, "trial": row.trial,
               "params": row.params}
     try:

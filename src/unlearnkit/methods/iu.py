@@ -16,6 +16,7 @@ from .ff import retain_sample
 
 log = logging.getLogger(__name__)
 
+
 @register_method("iu")
 @dataclass(frozen=True, kw_only=True)
 class InfluenceUnlearning:

@@ -42,6 +42,8 @@ def audit_version(record: dict, n_test: int | None = None) -> int:
     if version == 1 and n_test is not None and record.get("n_retain", -1) >= n_test:
         return 2
     return version
+
+
 Outputs = tuple[Tensor, Tensor]
 
 
