@@ -180,3 +180,23 @@ def test_damage_table_leaves_out_sisa_records_from_before_its_own_start_was_meas
     records = [rec(s, "random", row, 89.0) for s in (0, 1) for row in ("original", "retrain")] + [old, new]
     text = damage_report(records)
     assert "| SISA before deletion | 88.00 (1 seed) |" in text and "| SISA | 85.00 (1 seed) |" in text
+
+
+def test_damage_and_heal_tables_keep_a_methods_settings_apart():
+    """A method rerun under a changed default (IU's retain guard) gets its own row beside the old
+    records, in the damage table and in the healing table, never their mean."""
+    from unlearnkit.report.adversarial import damage_report, heal_report
+
+    old = [{**rec(s, "class", "iu", 10.0), "params": {"alpha": 9.0}} for s in (0, 1)]
+    new = [{**rec(s, "class", "iu", 88.0), "params": {"alpha": 9.0, "retain_guard": 5.0}} for s in (0, 1)]
+    base = [rec(s, "class", row, 89.0) for s in (0, 1) for row in ("original", "retrain")]
+    text = damage_report(base + old + new)
+    assert "| iu (retain_guard=None) | 10.00 ± 0.00 |" in text and "| iu (retain_guard=5.0) | 88.00 ± 0.00 |" in text
+    assert "49.00" not in text  # the mean of the two settings
+
+    def healed(r):
+        return {**r, "method": r["row"], "variant": None, "variant_settings": None, "n_forget": 10, "ta_gold": 89.0,
+                "vs_gold": r["metrics"]["TA"] - 89.0, "time_vs_retrain": None, "index_seconds": None}
+    heal = heal_report([healed(r) for r in old + new])
+    assert "| iu (retain_guard=None) | 89.00 ± 0.00 | 10.00 ± 0.00 |" in heal
+    assert "| iu (retain_guard=5.0) | 89.00 ± 0.00 | 88.00 ± 0.00 |" in heal
