@@ -10,7 +10,7 @@ from torch import nn
 from ..data.splits import ForgetSplit
 from ..sparsity.masks import apply_masks
 from ..training.evaluate import accuracy, predict_logits
-from ..training.per_sample import mean_flat_grad, stack_flat_grads, trainable_names, woodfisher_solve
+from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
 from .base import check, fresh_copy, positive, register_method
 from .ff import retain_sample
 
@@ -79,22 +79,18 @@ class InfluenceUnlearning:
         del grads
         alpha = self.class_alpha if split.forget_class is not None else self.alpha
         step *= alpha * len(split.forget) / len(split.retain)
-        names = set(trainable_names(new))
-        params = [p for name, p in new.named_parameters() if name in names]
+        params = [p for p in new.parameters() if p.requires_grad]  # the order of trainable_names, as in ``step``
         start = [p.detach().clone() for p in params]
         if not self.retain_guard:
             self._move(new, params, start, step, 1.0)
             return new
         probe = retain_sample(split.retain, self.guard_samples, generator)
         before = accuracy(predict_logits(new, probe), probe.labels)
-        scale = 1.0
-        for halving in range(self.guard_halvings + 1):
+        for scale in (0.5**k for k in range(self.guard_halvings + 1)):
             self._move(new, params, start, step, scale)
             drop = before - accuracy(predict_logits(new, probe), probe.labels)
             if drop <= self.retain_guard:
                 break
-            if halving < self.guard_halvings:
-                scale /= 2
         else:
             log.warning("iu: the step still costs %.1f points of D_r accuracy at %g of its length "
                         "(retain_guard %.1f); kept the shortest step", drop, scale, self.retain_guard)

@@ -16,14 +16,6 @@ def _label(row: str) -> str:
     return {"original": "Original", "retrain": GOLD}.get(row, display_name(row))
 
 
-def _by_setting(records: list[dict[str, Any]], field: str = "row") -> list[dict[str, Any]]:
-    """``records`` with ``field`` naming each hyperparameter setting of a method apart, e.g.
-    ``ga (lr_share=0.0001)`` (as :func:`~unlearnkit.report.table.distinguish_variants`), so that a
-    rerun under a changed default is never averaged with the old records."""
-    named = distinguish_variants([{**r, "row": r[field]} for r in records])
-    return [{**r, field: n["row"]} for r, n in zip(records, named)]
-
-
 def _budget(b: float) -> str:
     return f"{b * 100:g}%" if b < 1 else f"{int(b)}"
 
@@ -92,7 +84,7 @@ def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: l
 def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) -> str:
     """Per budget: TA per row × strategy, excess damage per method × strategy, the worst strategy;
     then TA against budget per row (the curves as tables) and the plot, if one was drawn."""
-    ok = _by_setting([r for r in records if r.get("status") == "ok"])
+    ok = distinguish_variants([r for r in records if r.get("status") == "ok"])
     started = _order(r["row"] for r in ok if "ta_start" in r)  # rows (SISA) that start from their own original
     ok = [r for r in ok if r["row"] not in started or "ta_start" in r]  # not records from before ta_start existed
     if not ok:
@@ -168,7 +160,7 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
     plt = pyplot()
     if plt is None:
         return None
-    ok = _by_setting([r for r in records if r.get("status") == "ok" and r["row"] != "original"])
+    ok = distinguish_variants([r for r in records if r.get("status") == "ok" and r["row"] != "original"])
     if not ok:
         return None
     rows = _order(r["row"] for r in sorted(ok, key=lambda r: r["row"] != "retrain"))
@@ -200,7 +192,7 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
 def heal_report(records: list[dict[str, Any]]) -> str:
     """Healed TA per method × variant next to the Gold Standard and the unlearned model; the
     difference to the Gold Standard; healing time over retraining time; twin-index build time."""
-    ok = _by_setting([r for r in records if r.get("status") == "ok"], "method")
+    ok = distinguish_variants([r for r in records if r.get("status") == "ok"], "method")
     if not ok:
         return "no healing records\n"
     seeds = sorted({r["seed"] for r in ok})

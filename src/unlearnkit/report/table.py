@@ -100,24 +100,25 @@ def attacks_table(records: list[dict[str, Any]]) -> str:
         f"the Retrain row, not 50.{samia}\n"
 
 
-def distinguish_variants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give each hyperparameter setting of a row its own label, e.g. ``ga (lr_share=0.0001)``.
+def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> list[dict[str, Any]]:
+    """Give each hyperparameter setting of a row its own label in ``field`` (the row name; the
+    method name in healing records), e.g. ``ga (lr_share=0.0001)``.
 
     A folder may hold records of one method under several settings (a rerun after a default
     changed); averaging them together would mix two different methods in one row.
     """
     variants: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in records:
-        variants[r["row"]][json.dumps(r.get("params", {}), sort_keys=True)] = r.get("params", {})
+        variants[r[field]][json.dumps(r.get("params", {}), sort_keys=True)] = r.get("params", {})
     out = []
     for r in records:
-        settings = list(variants[r["row"]].values())
+        settings = list(variants[r[field]].values())
         if len(settings) == 1:
             out.append(r)
             continue
         differing = sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
         own = r.get("params", {})
-        out.append({**r, "row": f"{r['row']} ({', '.join(f'{k}={own.get(k)}' for k in differing)})"})
+        out.append({**r, field: f"{r[field]} ({', '.join(f'{k}={own.get(k)}' for k in differing)})"})
     return out
 
 
@@ -128,11 +129,11 @@ def current_audit(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     (:func:`~unlearnkit.metrics.audit.audit_version`)."""
     records = list(records)
     n_test = {r["experiment"]: r["n_test"] for r in records if "n_test" in r}  # |D_test| per experiment
-    version = lambda r: audit_version(r, n_test.get(r["experiment"]))  # noqa: E731
+    versions = [audit_version(r, n_test.get(r["experiment"])) for r in records]
     newest: dict[str, int] = {}
-    for r in records:
-        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), version(r))
-    kept = [r for r in records if version(r) == newest[r["experiment"]]]
+    for r, v in zip(records, versions):
+        newest[r["experiment"]] = max(newest.get(r["experiment"], 0), v)
+    kept = [r for r, v in zip(records, versions) if v == newest[r["experiment"]]]
     if len(kept) < len(records):
         log.warning("%d record(s) of an older audit protocol not shown: their experiment has newer ones "
                     "(rerun `unlearnkit run` to measure them again)", len(records) - len(kept))
