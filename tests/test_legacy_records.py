@@ -1,0 +1,68 @@
+"""Records written by an earlier version (4a0c7db, tests/data/legacy/gen.sh) are read, reported and
+skipped exactly as then: the tables are byte-identical and a rerun of the same commands runs nothing."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.cli import main
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+TINY = ["data.name=synthetic", "data.options.n_train=600", "data.options.n_test=200", "data.options.size=8",
+        "data.options.noise=90", "model.options.channels=[4,8]", "model.options.hidden=16", "train.epochs=2",
+        "train.batch_size=32"]
+ADV = TINY + ["data.val_fraction=0.1", "reserve=100", "budgets=[0.1]", "seeds=[0]"]
+VARIANTS = ("heal.variants=[{name: rem, data: remaining, epochs: one}, {name: tw, data: twins, similarity: cosine, "
+            "epochs: one}, {name: rnd, data: random, epochs: one, methods: [ft]}]")
+
+
+@pytest.mark.parametrize("folders, expected", [
+    (["run"], "report-run.txt"),
+    (["run", "run-sparse"], "report-run-sparse.txt"),
+    (["run-class"], "report-run-class.txt"),
+    (["damage"], "report-damage.txt"),
+    (["heal"], "report-heal.txt"),
+])
+def test_old_records_report_byte_identical(capsys, folders, expected):
+    assert main(["report", *(str(LEGACY / f) for f in folders)]) == 0
+    assert capsys.readouterr().out == (LEGACY / "expected" / expected).read_text()
+
+
+def test_old_tune_records_report_byte_identical(capsys):
+    assert main(["report", str(LEGACY / "run" / "tune")]) == 0
+    assert capsys.readouterr().out == (LEGACY / "expected" / "report-tune.txt").read_text()
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+@pytest.mark.parametrize("folder, args", [
+    ("run", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga,rl,sisa"]),
+    ("run-sparse", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,rl", "--sparsity", "0.5"]),
+    ("run-class", ["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft,iu",
+                   "params.iu.retain_guard=0"]),
+    ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,ga,sisa"]),
+])
+def test_rerun_over_old_records_runs_nothing(tmp_path, folder, args):
+    out = tmp_path / folder
+    shutil.copytree(LEGACY / folder, out)
+    before = (out / "records.jsonl").read_text()
+    main([*args, "--out", str(out)])
+    assert (out / "records.jsonl").read_text() == before
+
+
+def test_heal_and_tune_over_old_records_run_nothing(tmp_path):
+    for folder in ("damage", "heal", "run"):
+        shutil.copytree(LEGACY / folder, tmp_path / folder)
+    heal = tmp_path / "heal" / "records.jsonl"
+    before = heal.read_text()
+    main(["heal", *ADV, "--methods", "ft,sisa", f"heal.damage_dir={tmp_path / 'damage'}", VARIANTS,
+          "--out", str(tmp_path / "heal")])
+    assert heal.read_text() == before
+    tune = tmp_path / "run" / "tune" / "records.jsonl"
+    before = tune.read_text()
+    main(["tune", *TINY, "--seeds", "0,1", "--method", "ft", "lr_share=0.1,0.3", "--out", str(tmp_path / "run")])
+    assert tune.read_text() == before
