@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from unlearnkit.experiments.adversarial import load_adversarial_config, load_adversarial_experiment, prepare_adversarial_seed
+from unlearnkit.experiments import AdversarialConfig, load, load_experiment
+from unlearnkit.experiments.setup import prepare_adversarial_seed
 from unlearnkit.healing import SIMILARITIES, Heal, TwinIndex, fit_similarity
 from unlearnkit.methods import create_method
 
@@ -37,9 +38,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_adversarial_config(args.config, args.overrides)
-    experiment = load_adversarial_experiment(config)
-    seed = prepare_adversarial_seed(experiment, config, args.seed)
+    config = load(AdversarialConfig, args.config, args.overrides)
+    experiment = load_experiment(config)
+    seed = prepare_adversarial_seed(experiment, args.seed)
     train, pool = seed.base.train, seed.pool
     print(f"training set {len(train)}, reserve pool {len(pool)}, {args.threads} thread(s)", flush=True)
 

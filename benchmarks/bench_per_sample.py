@@ -79,17 +79,17 @@ def per_sample_ratio(samples: int, chunk: int, rounds: int) -> None:
 
 def method_times() -> None:
     from unlearnkit.experiments.config import load_config
-    from unlearnkit.experiments.recipe import load_experiment, prepare_seed
+    from unlearnkit.experiments import load_experiment, prepare_seed
     from unlearnkit.methods import create_method
 
     retrain_seconds = None
     for name in ("w1-random", "w1-class"):
         setup = prepare_seed(load_experiment(load_config(ROOT / "configs" / f"{name}.yaml")), 0)
         if retrain_seconds is None:
-            _, retrain_seconds, _ = setup.run_method(create_method("retrain"))
+            retrain_seconds = setup.run_method(create_method("retrain")).seconds
             print(f"retrain (W1 random, seed 0, trained now): {retrain_seconds:.1f} s", flush=True)
         for method in ("ff", "iu"):
-            _, seconds, _ = setup.run_method(create_method(method))
+            seconds = setup.run_method(create_method(method)).seconds
             print(f"{name} {method}: {seconds:.1f} s = {seconds / retrain_seconds:.3f} × retrain", flush=True)
 
 

@@ -55,7 +55,7 @@ def main() -> None:
     print("| model | SVC fit | MIA-Efficacy (D_f called non-member) | D_r called non-member | D_test called non-member |")
     print("|---|---|---|---|---|")
     models = [("original", setup.original), ("retrain", setup.oracle()[0])]
-    models += [(m, setup.run_method(create_method(m, **config.params.get(m, {})))[0]) for m in args.methods.split(",") if m]
+    models += [(m, setup.run_method(create_method(m, **config.params.get(m, {}))).model) for m in args.methods.split(",") if m]
     for name, model in models:
         outs = {k: outputs(model, s) for k, s in (("retain", split.retain), ("forget", split.forget), ("test", split.test))}
         for fit, attack in fits(outs["retain"], outs["test"]).items():

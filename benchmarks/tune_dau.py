@@ -30,7 +30,7 @@ from unlearnkit.attacks.base import outputs
 from unlearnkit.attacks.samia import samia_audit
 from unlearnkit.errors import TrainingError
 from unlearnkit.experiments import load_config
-from unlearnkit.experiments.recipe import load_experiment, prepare_seed
+from unlearnkit.experiments import load_experiment, prepare_seed
 from unlearnkit.methods import create_method, method_params
 from unlearnkit.metrics import VALIDATION_HEADLINE, avg_disparity, metric_attack_scores, validation_audit
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from unlearnkit.errors import TrainingError
 from unlearnkit.experiments.config import load_config
-from unlearnkit.experiments.recipe import load_experiment, prepare_seed
+from unlearnkit.experiments import load_experiment, prepare_seed
 from unlearnkit.methods import create_method, method_params
 from unlearnkit.metrics.audit import VALIDATION_HEADLINE, avg_disparity, validation_audit
 
@@ -62,7 +62,7 @@ def main() -> None:
     for method in points:
         start = time.perf_counter()
         try:
-            model, _, _ = setup.run_method(method)
+            model = setup.run_method(method).model
             seconds = time.perf_counter() - start
             figures = validation_audit(model, setup.split)
             disparity = avg_disparity(figures, reference, keys=VALIDATION_HEADLINE)

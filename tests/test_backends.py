@@ -15,7 +15,7 @@ from unlearnkit.backends import LocalBackend, create_backend, current_backend, u
 from unlearnkit.cli import main
 from unlearnkit.errors import ConfigError
 from unlearnkit.experiments import load_config, run_experiment
-from unlearnkit.experiments.recipe import RowJob
+from unlearnkit.experiments.runner import Job
 from unlearnkit.sisa import SisaConfig, SisaStore, train_sisa
 from unlearnkit.training import TrainConfig
 
@@ -79,7 +79,7 @@ class KillFirstAttempt:
         self.__name__ = fn.__name__
 
     def __call__(self, common, item):
-        if isinstance(item, RowJob) and (item.seed, item.row.label) == (self.seed, self.label):
+        if isinstance(item, Job) and (item.group, item.spec.label) == (self.seed, self.label):
             if not self.marker.exists():
                 self.marker.write_text(str(os.getpid()))
                 os._exit(1)  # no exception, no cleanup: the worker is simply gone

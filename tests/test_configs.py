@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from unlearnkit.experiments import load_config
-from unlearnkit.experiments.adversarial import load_adversarial_config
+from unlearnkit.experiments import AdversarialConfig, load
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
-LOADERS = {"run": load_config, "damage": load_adversarial_config, "heal": load_adversarial_config}
+LOADERS = {"run": load_config, "damage": lambda p: load(AdversarialConfig, p),
+           "heal": lambda p: load(AdversarialConfig, p)}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -222,7 +222,7 @@ def test_samia_audit_on_the_toy_model(toy_original, toy_random_split):
 def test_cli_run_prints_dau_rows_and_the_attack_tables(tmp_path, capsys, monkeypatch):
     import functools
 
-    import unlearnkit.experiments.recipe as recipe
+    import unlearnkit.experiments.recipes.run as recipe
     from tests.test_cli import TINY, records
     from unlearnkit.cli import main
 

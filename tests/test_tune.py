@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import unlearnkit.experiments.recipe as recipe
+import unlearnkit.experiments.setup as recipe
 from unlearnkit.cli import main
 from unlearnkit.data import load_dataset
 from unlearnkit.data.pool import Pool, Samples
@@ -123,7 +123,7 @@ def test_tune_results_do_not_depend_on_the_test_set(tmp_path):
 
 
 def test_report_shows_the_error_of_the_seed_that_failed():
-    from unlearnkit.experiments.tune import Grid, tune_report
+    from unlearnkit.report.tune import Grid, tune_report
 
     config = {"data": {"name": "synthetic"}, "model": {"name": "cnn", "options": {}}, "train": {"epochs": 2},
               "forget": {"scenario": "random", "count": None, "fraction": 0.1, "forget_class": None, "ids_file": None}}

@@ -46,60 +46,53 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiments import load_config, run_experiment
-    from .experiments.recipe import default_out_dir
-    from .report import experiment_report
-
+def _with_backend(args: argparse.Namespace, run):
+    """``run(backend)`` on the backend the user named, closed afterwards."""
     from .backends import create_backend
 
-    config = load_config(args.config, _overrides(args))
-    out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     backend = create_backend(args.backend)
     try:
-        records = run_experiment(config, dry_run=args.dry_run, backend=backend)
+        return run(backend)
     finally:
         backend.close()
-    if args.dry_run:
+
+
+def _finish(records: list[dict], out_dir: Path, text: str, *, dry_run: bool) -> int:
+    if dry_run:
         print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
         return 0
-    print(experiment_report(records))
+    print(text)
     print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import load_config, run_experiment
+    from .experiments.recipes.run import default_out_dir
+    from .report import experiment_report
+
+    config = load_config(args.config, _overrides(args))
+    out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
+    records = _with_backend(args, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
+    return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .experiments.records import RecordStore
-    from .report import current_audit, experiment_report, sparsity_report
+    from .report import render
 
     records: dict[str, dict] = {}
     for out_dir in args.out_dirs:
-        found = list(RecordStore(out_dir))
+        found = list(RecordStore(out_dir, complete=True))
         if not found:
             raise UnlearnKitError(f"no records in {Path(out_dir) / 'records.jsonl'}")
         records.update((r["key"], r) for r in found)
-    adversarial = [r for r in records.values() if "strategy" in r]  # damage and heal records
-    if adversarial:
-        from .report.adversarial import damage_report, heal_report
-
-        groups: dict[tuple[str, bool], list[dict]] = {}  # one table per experiment (workload) and kind
-        for r in adversarial:
-            groups.setdefault((r.get("experiment", ""), "variant" in r), []).append(r)
-        print("\n".join(heal_report(rs) if is_heal else damage_report(rs) for (_, is_heal), rs in groups.items()))
-        if len(adversarial) == len(records):
-            return 0
-        records = {k: r for k, r in records.items() if "strategy" not in r}
-    kept = current_audit(records.values())
-    print(experiment_report(kept))
-    comparison = sparsity_report(kept)
-    if comparison:
-        print(comparison)
+    print(render(records.values()))
     return 0
 
 
 def _cmd_adversarial(args: argparse.Namespace) -> int:
-    from .experiments.adversarial import load_adversarial_config, run_damage
-    from .experiments.healing import run_heal
+    from .experiments import AdversarialConfig, load, run_damage, run_heal
 
     overrides = list(args.overrides)
     for name, value in (("seeds", args.seeds), ("methods", args.methods), ("strategies", getattr(args, "strategies", None))):
@@ -109,16 +102,12 @@ def _cmd_adversarial(args: argparse.Namespace) -> int:
         overrides.append(f"out_dir={args.out}")
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir}")
-    config = load_adversarial_config(args.config, overrides)
+    config = load(AdversarialConfig, args.config, overrides)
     run = run_damage if args.command == "damage" else run_heal
-    records = run(config, dry_run=args.dry_run)
+    records = _with_backend(args, lambda backend: run(config, dry_run=args.dry_run, backend=backend))
     out_dir = Path(config.out_dir or f"runs/{args.command}")
-    if args.dry_run:
-        print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
-        return 0
-    print((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else "no records")
-    print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
-    return 1 if any(r.get("status") != "ok" for r in records) else 0
+    table = out_dir / "table.md"
+    return _finish(records, out_dir, table.read_text() if table.exists() else "no records", dry_run=args.dry_run)
 
 
 def _experiment_arguments(parser: argparse.ArgumentParser, *, scenarios: str, seeds: str, out: str,
@@ -134,6 +123,12 @@ def _experiment_arguments(parser: argparse.ArgumentParser, *, scenarios: str, se
     parser.add_argument("--sparsity", help=sparsity)
 
 
+def _backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="local",
+                        help="where the jobs (seed × row) and SISA shards go: local (default, in this process) or "
+                             "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
+
+
 def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
     p = sub.add_parser(name, help=help, description=description + " Extra arguments are key=value overrides.")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -145,16 +140,18 @@ def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
     p.add_argument("--out", help=f"output folder (default runs/{name})")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    _backend_argument(p)
     p.set_defaults(func=_cmd_adversarial)
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .experiments import load_config
-    from .experiments.tune import parse_grid, run_tune, tune_dir, tune_report
+    from .experiments.recipes.tune import parse_grid, run_tune, tune_dir
+    from .report.tune import tune_report
 
     grid, overrides = parse_grid(args.method, args.overrides)
     config = load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides})))
-    records = run_tune(config, grid)
+    records = _with_backend(args, lambda backend: run_tune(config, grid, backend=backend))
     print(tune_report(records, grid))
     print(f"records: {tune_dir(config) / 'records.jsonl'}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0
@@ -178,9 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                           sparsity="prune the original model to this share of zero weights first (e.g. 0.95; "
                                    "default 0 = dense)")
     run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
-    run.add_argument("--backend", default="local",
-                     help="where the runs (seed × method) and SISA shards go: local (default, in this process) or "
-                          "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
+    _backend_argument(run)
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print the tables of output folders' records (dense and sparse side by side)",
@@ -199,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _experiment_arguments(tune, scenarios="random | class | ids", seeds="default: the config's",
                           out="the experiment's output folder; records go to OUT/tune/",
                           sparsity="tune on the sparse original of this sparsity (e.g. 0.95)")
+    _backend_argument(tune)
     tune.set_defaults(func=_cmd_tune, methods=None)
     _adversarial_parser(sub, "damage", "TA after malicious deletion requests: every method × strategy × budget",
                         "Measure the damage of adversarial deletion requests for every unlearning method.")

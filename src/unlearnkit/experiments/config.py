@@ -1,26 +1,32 @@
-"""Experiment configuration: frozen dataclasses, loaded from YAML and ``key=value`` overrides.
+"""Experiment configuration: frozen dataclasses, loaded by one :func:`load` from YAML and overrides.
 
-Every key is checked: an unknown key or a value of the wrong type is a ConfigError that names the
-valid keys. ``data.options.*`` and ``model.options.*`` pass keyword arguments to the dataset and
-model builders; ``params.<method>.<hyperparameter>`` sets a method's hyperparameters.
+Every key is checked against the dataclass's type hints: an unknown key or a value of the wrong type
+is a ConfigError naming the valid keys. A field whose type is a config dataclass (``data``,
+``heal``, ``heal.variants[i]``) is a section, built the same way. ``data.options.*`` and
+``model.options.*`` pass keyword arguments to the dataset and model builders;
+``params.<method>.<hyperparameter>`` sets a method's hyperparameters.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from ..data.scenarios import ForgetRequest
 from ..errors import ConfigError
+from ..healing.similarity import SIMILARITIES
 from ..sparsity.omp import DEFAULT_REWIND
 from ..training.config import TrainConfig
+
+C = TypeVar("C")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,188 +54,152 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunConfig:
-    """One experiment: data → original model → forget request → each method → audit → record.
-
-    ``methods`` empty means every registered method. ``seeds``: each seed draws its own validation
-    split, forget set, original model and method randomness. ``noise_floor`` adds a second retrain
-    with another training seed, whose distance to the first is the floor below which a method's
-    disparity means nothing. ``cache_dir`` (default ``$UNLEARNKIT_CACHE/models``) holds the
-    original models and retrain oracles by content hash. ``sparsity`` > 0 makes the original
-    model sparse by one-shot magnitude pruning with weight rewinding to ``sparsity_rewind`` of its
-    training (sparsity/omp.py); the retrain oracle then trains from scratch under the same mask.
-    ``samia`` adds the SAMIA transformer attack (DAU's attacker, ``attacks/samia.py``) to the audit
-    of every row run from then on: slower (~10 s per row on W1), so off by default; it does not
-    change cached models or record keys.
-    """
+class ExperimentConfig:
+    """What every recipe shares: data, model, the original's training budget, the methods (empty:
+    every registered one) and their ``params``, the ``seeds`` (each draws its own validation split,
+    original model and randomness), the output folder and the model cache (default
+    ``$UNLEARNKIT_CACHE/models``; models are stored by content hash)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    forget: ForgetRequest = field(default_factory=ForgetRequest)
     methods: tuple[str, ...] = ()
     params: dict = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
-    noise_floor: bool = True
-    attacks: bool = True
-    samia: bool = False
     out_dir: str | None = None
     cache_dir: str | None = None
-    sparsity: float = 0.0
-    sparsity_rewind: float = DEFAULT_REWIND
 
     def __post_init__(self) -> None:
-        if not 0 <= self.sparsity < 1:
-            raise ConfigError(f"sparsity must lie in [0, 1) (0 = dense, 0.95 = 95% of weights pruned), got {self.sparsity}")
-        if not 0 <= self.sparsity_rewind < 1:
-            raise ConfigError(f"sparsity_rewind must lie in [0, 1) (share of training to rewind to), got {self.sparsity_rewind}")
         if not self.seeds:
             raise ConfigError("seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds repeat: {list(self.seeds)}")
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "forget": ForgetRequest}
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(ExperimentConfig):
+    """``unlearnkit run``: data → original → forget request → each method → audit → record.
+
+    ``noise_floor`` adds a second retrain with another training seed, whose distance to the first
+    is the floor below which a method's disparity means nothing. ``sparsity`` > 0 makes the original
+    sparse by one-shot magnitude pruning with weight rewinding to ``sparsity_rewind`` of its training
+    (sparsity/omp.py); the oracle then trains from scratch under the same mask. ``samia`` adds DAU's
+    transformer attack to the audit (slow; changes no cached model or record key)."""
+
+    forget: ForgetRequest = field(default_factory=ForgetRequest)
+    noise_floor: bool = True
+    attacks: bool = True
+    samia: bool = False
+    sparsity: float = 0.0
+    sparsity_rewind: float = DEFAULT_REWIND
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.sparsity < 1:
+            raise ConfigError(f"sparsity must lie in [0, 1) (0 = dense, 0.95 = 95% of weights pruned), got {self.sparsity}")
+        if not 0 <= self.sparsity_rewind < 1:
+            raise ConfigError(f"sparsity_rewind must lie in [0, 1) (share of training to rewind to), got {self.sparsity_rewind}")
 
 
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+HEAL_VARIANT_DATA = ("remaining", "twins", "spares", "random")
+HEAL_EPOCHS = {"half": None, "one": 1.0}
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a type hint (int, float, bool, str, dict, tuple[...], X | None)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is tuple:
-        inner = typing.get_args(hint)[0]
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return tuple(_coerce(_scalar(v) if isinstance(v, str) else v, inner, key) for v in value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    if hint is dict or origin is dict:
-        if isinstance(value, dict):
-            return value
-        raise ConfigError(f"{key} must be a mapping, got {value!r}")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class HealVariant:
+    """One healing setting. ``data``: ``remaining`` (D_r only), ``twins`` (D_r + the nearest twin of
+    each deleted sample from a TwinIndex over the reserve pool), ``spares`` (D_r + the nearest spare
+    of a SpareReserve of ``heal.spares`` samples drawn from the pool) or ``random`` (D_r + random
+    spares of the same class). ``similarity``: euclidean (raw pixels), cosine or mahalanobis (the
+    original model's features). ``epochs``: ``half`` (half the original epochs) or ``one``.
+    ``methods``: the unlearning methods to heal with this setting (empty: every method)."""
+
+    name: str
+    data: str = "remaining"
+    similarity: str = "mahalanobis"
+    epochs: str = "half"
+    methods: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.data not in HEAL_VARIANT_DATA:
+            raise ConfigError(f"heal variant {self.name!r}: data must be one of {HEAL_VARIANT_DATA}, got {self.data!r}")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(f"heal variant {self.name!r}: similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        if self.epochs not in HEAL_EPOCHS:
+            raise ConfigError(f"heal variant {self.name!r}: epochs must be one of {tuple(HEAL_EPOCHS)}, got {self.epochs!r}")
+
+    def describe(self) -> str:
+        what = {"remaining": "D_r", "twins": f"D_r + twins ({self.similarity})",
+                "spares": f"D_r + spares ({self.similarity})", "random": "D_r + random"}[self.data]
+        return f"{what}, {'½ epochs' if self.epochs == 'half' else '1 epoch'}"
 
 
-def _scalar(text: str) -> Any:
-    """Parse an override value as YAML, reading ``1e-3`` as a number (YAML 1.1 would not)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
+DEFAULT_VARIANTS = (
+    HealVariant(name="remaining-half", data="remaining", epochs="half"),
+    HealVariant(name="remaining-one", data="remaining", epochs="one"),
+    HealVariant(name="twins-mahalanobis-half", data="twins", similarity="mahalanobis", epochs="half"),
+    HealVariant(name="twins-mahalanobis-one", data="twins", similarity="mahalanobis", epochs="one"),
+    HealVariant(name="twins-cosine-half", data="twins", similarity="cosine", epochs="half"),
+    HealVariant(name="twins-euclidean-half", data="twins", similarity="euclidean", epochs="half"),
+    HealVariant(name="random-half", data="random", epochs="half"),
+)
 
 
-def _build(cls, values: dict[str, Any], prefix: str):
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {[prefix + u for u in unknown]}; valid: {[prefix + n for n in names]}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from e
+@dataclass(frozen=True, kw_only=True)
+class HealSettings:
+    """``strategy``: the adversary whose request is healed — a name, or ``worst``: the strategy with
+    the largest mean damage at ``budget`` in the damage records of ``damage_dir``. ``lr_share``:
+    healing learning rate / original. ``candidates``: neighbours kept per sample by twin indexes and
+    reserves; ``same_class``: replace only within a class; ``spares``: size of the SpareReserve drawn
+    from the pool (default the whole pool). ``variants``: the settings compared side by side."""
+
+    strategy: str = "worst"
+    budget: float = 0.1
+    damage_dir: str | None = None
+    lr_share: float = 1.0
+    candidates: int = 8
+    same_class: bool = True
+    spares: int | None = None
+    variants: tuple[HealVariant, ...] = DEFAULT_VARIANTS
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"heal.variants: names repeat: {names}")
+        if not (self.lr_share > 0 and math.isfinite(self.lr_share)):
+            raise ConfigError(f"heal.lr_share must be > 0, got {self.lr_share}")
+        if self.candidates < 1:
+            raise ConfigError(f"heal.candidates must be >= 1, got {self.candidates}")
 
 
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Build and validate a RunConfig from a nested mapping (as read from YAML)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"a config must be a mapping, got {type(raw).__name__}")
-    top = dict(raw)
-    sections = {}
-    for name, cls in SECTIONS.items():
-        section = top.pop(name, None) or {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"{name} must be a mapping, got {section!r}")
-        sections[name] = _build(cls, section, f"{name}.")
-    config = _build(RunConfig, top, "")
-    config = dataclasses.replace(config, **sections)
-    validate_params(config)
-    return config
+@dataclass(frozen=True, kw_only=True)
+class AdversarialConfig(ExperimentConfig):
+    """``unlearnkit damage`` and ``heal``. ``reserve``: samples held out of the original training as
+    the spare and twin pool. ``strategies`` × ``budgets`` (fractions of the training set, or counts
+    ≥ 1): the requests. ``adversary.<strategy>``: a strategy's hyperparameters."""
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(val_fraction=1 / 12))
+    reserve: int = 10000
+    strategies: tuple[str, ...] = ("random", "class", "typical", "boundary", "gradnorm", "influence", "coverage")
+    budgets: tuple[float, ...] = (0.01, 0.05, 0.1)
+    adversary: dict = field(default_factory=dict)
+    heal: HealSettings = field(default_factory=HealSettings)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reserve < 1:
+            raise ConfigError(f"reserve must be >= 1, got {self.reserve}")
+        if not self.strategies or not self.budgets:
+            raise ConfigError("strategies and budgets must not be empty")
+        for b in self.budgets:
+            if not (0 < b < 1 or (b >= 1 and float(b).is_integer())):
+                raise ConfigError(f"budgets: {b} is neither a fraction in (0, 1) nor a count")
 
 
-def validate_params(config: RunConfig) -> None:
-    """Check ``params`` against the method registry: known methods, known hyperparameters, valid values."""
-    from ..methods import create_method, list_methods
-
-    for name in config.methods:
-        if name not in list_methods():
-            raise ConfigError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
-    for name, params in config.params.items():
-        if not isinstance(params, dict):
-            raise ConfigError(f"params.{name} must be a mapping of hyperparameters, got {params!r}")
-        if name not in list_methods():
-            raise ConfigError(f"params.{name}: unknown method; valid: {', '.join(list_methods())}")
-        create_method(name, **params)
-
-
-def to_dict(config: RunConfig) -> dict[str, Any]:
-    """A JSON-serialisable nested dict (the inverse of ``config_from_dict``)."""
-    def plain(v):
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
-
-
-def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c = value`` in a nested dict, creating the intermediate mappings."""
-    parts = dotted.split(".")
-    if not all(parts):
-        raise ConfigError(f"bad key {dotted!r}")
-    node = raw
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {p} is not a section")
-    node[parts[-1]] = value
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML file (optional) and apply ``key=value`` overrides (values parsed as YAML scalars)."""
+# --- loading ----------------------------------------------------------------------------------------
+def load(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
+    """Read a YAML file (optional), apply ``key=value`` overrides (values parsed as YAML scalars)
+    and build a validated ``cls`` (RunConfig or AdversarialConfig)."""
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -245,8 +215,161 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like key=value")
-        set_key(raw, key.strip(), _scalar(value))
-    return config_from_dict(raw)
+        set_key(raw, key.strip(), scalar(value))
+    return from_dict(cls, raw)
+
+
+def from_dict(cls: type[C], raw: Any) -> C:
+    """Build and validate ``cls`` from a nested mapping (as read from YAML); the inverse of :func:`to_dict`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(raw).__name__}")
+    config = _build(cls, raw, "")
+    _validate_names(config)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    return load(RunConfig, path, overrides)
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    return from_dict(RunConfig, raw)
+
+
+def _build(cls, values: Any, prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.')} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[prefix + u for u in unknown]}; valid: {[prefix + n for n in names]}")
+    kwargs = {k: _value(v, hints[k], prefix + k) for k, v in values.items() if not (v is None and _is_section(hints[k]))}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {e}") from e
+
+
+def _is_section(hint: Any) -> bool:
+    return dataclasses.is_dataclass(hint)
+
+
+def _value(value: Any, hint: Any, key: str) -> Any:
+    if _is_section(hint):
+        return _build(hint, value, key + ".")
+    if typing.get_origin(hint) is tuple and _is_section(inner := typing.get_args(hint)[0]):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list of mappings")
+        return tuple(_build(inner, v, f"{key}[{i}].") for i, v in enumerate(value))
+    return _coerce(value, hint, key)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint (int, float, bool, str, dict, tuple[...], X | None)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [o for o in typing.get_args(hint) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(hint)):
+            return None
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        inner = typing.get_args(hint)[0]
+        return tuple(_coerce(scalar(v) if isinstance(v, str) else v, inner, key) for v in value)
+    checks = {bool: (lambda v: isinstance(v, bool), "true or false"),
+              int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+              float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+              str: (lambda v: isinstance(v, str), "a string"),
+              dict: (lambda v: isinstance(v, dict), "a mapping")}
+    kind = dict if origin is dict else hint
+    if kind in checks:
+        ok, what = checks[kind]
+        if not ok(value):
+            raise ConfigError(f"{key} must be {what}, got {value!r}")
+        return float(value) if kind is float else value
+    return value
+
+
+def scalar(text: str) -> Any:
+    """Parse an override value as YAML, reading ``1e-3`` as a number (YAML 1.1 would not)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
+def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict, creating the intermediate mappings."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"bad key {dotted!r}")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def _validate_names(config: ExperimentConfig) -> None:
+    """Check method, parameter and strategy names against the registries, before any work."""
+    from ..adversary.base import create_adversary, list_adversaries
+    from ..methods.base import create_method, list_methods
+
+    methods = list(config.methods)
+    if isinstance(config, AdversarialConfig):
+        methods += [m for v in config.heal.variants for m in v.methods]
+    for name in methods:
+        if name not in list_methods():
+            raise ConfigError(f"unknown method {name!r}; valid: {', '.join(list_methods())}")
+    for name, params in config.params.items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"params.{name} must be a mapping of hyperparameters, got {params!r}")
+        if name not in list_methods():
+            raise ConfigError(f"params.{name}: unknown method; valid: {', '.join(list_methods())}")
+        create_method(name, **params)
+    if not isinstance(config, AdversarialConfig):
+        return
+    for name, params in config.adversary.items():
+        if name not in list_adversaries():
+            raise ConfigError(f"adversary.{name}: unknown strategy; valid: {', '.join(list_adversaries())}")
+        if not isinstance(params, dict):
+            raise ConfigError(f"adversary.{name} must be a mapping of hyperparameters, got {params!r}")
+    for name in config.strategies:
+        create_adversary(name, **config.adversary.get(name, {}))
+    if config.heal.strategy != "worst" and config.heal.strategy not in list_adversaries():
+        raise ConfigError(f"heal.strategy must be 'worst' or one of {', '.join(list_adversaries())}, "
+                          f"got {config.heal.strategy!r}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-serialisable nested dict (the inverse of :func:`from_dict`)."""
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def digest(obj: Any) -> str:

@@ -1,7 +1,11 @@
 """Run records: one JSON object per line, appended and fsync'ed; a rerun skips recorded keys.
 
-A crash can leave at most one partial last line; it is ignored on read and isolated by a newline
-before the next append, so records already written are never lost or rewritten.
+Four kinds (report/kinds.py), one per recipe: ``run`` (a table row: a method's audit for one seed), ``damage`` (TA
+after an adversarial request), ``heal`` (TA after healing) and ``tune`` (a grid point's validation
+audit). New records carry their ``kind``; records written before it was added get it from the one
+field only their kind has (:func:`record_kind`). A line that is not a complete record of its kind
+(a crash can leave at most one partial last line) is skipped with a warning, never used, and
+isolated by a newline before the next append, so records already written are never lost or rewritten.
 """
 from __future__ import annotations
 
@@ -11,15 +15,25 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
+from ..report.kinds import Kind, is_complete, record_kind
+from ..utils.files import write_atomic
+
 log = logging.getLogger("unlearnkit")
+Record = dict[str, Any]
 
 
 class RecordStore:
-    def __init__(self, out_dir: str | os.PathLike) -> None:
+    """``out_dir/records.jsonl``. With ``complete``, reading skips lines that are not a complete
+    record of their kind (what the recipes and reports read); without, any object with a ``key``."""
+
+    def __init__(self, out_dir: str | os.PathLike, *, complete: bool = False) -> None:
         self.dir = Path(out_dir)
         self.path = self.dir / "records.jsonl"
+        self.complete = complete
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Record]:
         if not self.path.exists():
             return
         with open(self.path, encoding="utf-8") as f:
@@ -31,20 +45,22 @@ class RecordStore:
                 except json.JSONDecodeError:
                     log.warning("%s:%d: skipping a damaged record (interrupted write?)", self.path, lineno)
                     continue
-                if isinstance(rec, dict) and "key" in rec:
+                if isinstance(rec, dict) and "key" in rec and (not self.complete or is_complete(rec)):
                     yield rec
+                else:
+                    log.warning("%s:%d: skipping an incomplete record (not every field of its kind)", self.path, lineno)
 
     def keys(self) -> set[str]:
         return {r["key"] for r in self}
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> Record | None:
         found = None
         for r in self:
             if r["key"] == key:
                 found = r
         return found
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, sort_keys=True, allow_nan=True) + "\n"
         with open(self.path, "a+b") as f:
@@ -58,9 +74,9 @@ class RecordStore:
             os.fsync(f.fileno())
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def save_samples(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a record's per-sample arrays (its companion ``samples/<key>.npz``) atomically."""
+    write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".npz")
+
+
+__all__ = ["Kind", "Record", "RecordStore", "is_complete", "record_kind", "save_samples", "write_atomic"]

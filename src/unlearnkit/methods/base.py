@@ -10,6 +10,7 @@ import contextlib
 import copy
 import dataclasses
 import math
+import time
 import types
 import typing
 from typing import Any, Callable, ClassVar, Iterator, Protocol, TypeVar, runtime_checkable
@@ -24,9 +25,42 @@ from ..registry import Registry
 
 @runtime_checkable
 class Unlearner(Protocol):
+    """Every method. Optional, for a method whose call includes a one-off set-up that is training,
+    not unlearning (SISA trains or loads its shard ensemble): ``unlearn_measured(model, split, *,
+    generator) -> Outcome``, timing the deletion alone; with ``returns_ensemble = True`` it also names
+    the ensemble it started from, where its damage is measured from."""
+
     name: ClassVar[str]
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one unlearning call gave: the model, the seconds of unlearning alone, the method's own
+    cost bookkeeping (SISA: samples and shards retrained) and the model it unlearned from when that
+    is not the one it was given (SISA's ensemble)."""
+
+    model: nn.Module
+    seconds: float
+    cost: dict[str, Any] | None = None
+    start: Callable[[], nn.Module] | None = None  # built on demand
+
+
+def unlearn_measured(method: Unlearner, model: nn.Module, split: ForgetSplit, *,
+                     generator: torch.Generator) -> Outcome:
+    """Unlearn and time it: the method's own ``unlearn_measured`` where it has one, else the whole call."""
+    own = getattr(method, "unlearn_measured", None)
+    if own is not None:
+        return own(model, split, generator=generator)
+    start = time.perf_counter()
+    out = method.unlearn(model, split, generator=generator)
+    return Outcome(out, time.perf_counter() - start)
+
+
+def returns_ensemble(method: Unlearner) -> bool:
+    """Whether ``method`` unlearns from an ensemble of its own (its damage is measured from that)."""
+    return bool(getattr(type(method), "returns_ensemble", False))
 
 
 METHODS: Registry[type] = Registry("method")

@@ -1,7 +1,6 @@
 """SISA: exact unlearning by sharded, sliced training (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021)."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -12,9 +11,7 @@ from torch import nn
 from ..backends import current_backend
 from ..data.splits import ForgetSplit
 from ..sisa import AGGREGATIONS, SisaConfig, SisaEnsemble, cached_store
-from .base import check, register_method
-
-log = logging.getLogger(__name__)
+from .base import Outcome, check, register_method
 
 
 @register_method("sisa")
@@ -26,9 +23,9 @@ class Sisa:
     ``$UNLEARNKIT_CACHE/sisa`` (sisa/store.py): it plays the part of the original model, and its
     one-off cost is training, not unlearning. Unlearning retrains only the shards that hold D_f,
     each from the checkpoint before its first affected slice, leaving the cached ensemble untouched.
-    The returned :class:`SisaEnsemble`'s ``unlearning_seconds`` is the time of that deletion alone
-    (the run tables report it) and ``cost`` its bookkeeping (samples processed against a full SISA
-    retrain, shards retrained, the training's time and whether it came from the cache).
+    ``unlearn_measured`` times that deletion alone (the run tables report it) and returns its cost
+    (samples processed against a full SISA retrain, shards retrained, the training's time and
+    whether it came from the cache) and the starting ensemble (where damage is measured from).
 
     Where the paper leaves room: stratified dealing into shards and slices (every shard sees every
     class); each stage trains 2E/(R + 1) epochs of its cumulative slices with the original budget's
@@ -58,24 +55,21 @@ class Sisa:
                             seed=int(torch.randint(0, 2**62, (1,), generator=generator)), budget=split.budget)
         return cached_store(model, split.train, config, backend=current_backend())
 
-    def start_model(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:
-        """The ensemble :meth:`unlearn` starts from (every shard trained on D_r ∪ D_f), given the same
-        ``generator`` state: SISA's own original, whose TA is where its damage is measured from."""
-        store, cached = self._store(model, split, generator)
-        if not cached:
-            log.warning("sisa: the starting ensemble was not in the cache and was trained now")
-        return store.ensemble(model, aggregation=self.aggregation)
-
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> SisaEnsemble:
+        return self.unlearn_measured(model, split, generator=generator).model
+
+    def unlearn_measured(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> Outcome:
+        """The unlearned ensemble, the seconds of the deletion alone, its cost, and the ensemble of the
+        full training set it started from."""
         backend = current_backend()
         store, cached = self._store(model, split, generator)
         begin = time.perf_counter()
         result = store.unlearn(split.forget.ids, pool=split.forget.pool, template=model, backend=backend,
                                persist=False)
         ensemble = result.ensemble(model, aggregation=self.aggregation)
-        ensemble.unlearning_seconds = time.perf_counter() - begin
+        seconds = time.perf_counter() - begin
         report = result.report
-        ensemble.cost = {"samples": report.samples, "full_retrain_samples": report.full_retrain_samples,
-                         "shards_retrained": len(report.retrained), "training_seconds": store.manifest["training"]["seconds"],
-                         "training_cached": cached}
-        return ensemble
+        cost = {"samples": report.samples, "full_retrain_samples": report.full_retrain_samples,
+                "shards_retrained": len(report.retrained), "training_seconds": store.manifest["training"]["seconds"],
+                "training_cached": cached}
+        return Outcome(ensemble, seconds, cost, start=lambda: store.ensemble(model, aggregation=self.aggregation))

@@ -51,9 +51,6 @@ class SisaEnsemble(nn.Module):
             raise ConfigError(f"unknown SISA aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
         self.members = nn.ModuleList(members)
         self.aggregation = aggregation
-        # what the last unlearning cost (set by whoever built the ensemble; see sisa/store.py)
-        self.unlearning_seconds: float | None = None
-        self.cost: dict = {}
 
     def member_probabilities(self, x: Tensor) -> Tensor:
         return torch.stack([torch.softmax(m(x), dim=1) for m in self.members])

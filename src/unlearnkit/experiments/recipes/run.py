@@ -1,0 +1,157 @@
+"""``unlearnkit run``: data → original → forget request → each method → audit → record → table.
+
+For every seed the rows are the original, the retrain oracle (the reference every row is compared
+with), the noise floor (a second retrain) and each method; one record per (seed, row). Every
+seed's request is validated before anything trains; rows already recorded under the current audit
+protocol are skipped, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...attacks.samia import samia_audit
+from ...backends import Backend
+from ...methods.base import create_method, list_methods, method_params
+from ...metrics.audit import AUDIT_VERSION, audit_version, audit_with_outputs, avg_disparity, per_sample_values
+from ...sparsity.masks import sparsity_of
+from ...utils.files import write_atomic
+from ...version import code_version
+from ..config import RunConfig, digest, to_dict
+from ..records import RecordStore
+from ..runner import Job, Recipe, run_jobs
+from ..setup import (ORIGINAL, REFERENCE, Experiment, SeedSetup, check_finite_model, forget_ids_before_training,
+                     load_experiment, memo, prepare_seed)
+
+log = logging.getLogger("unlearnkit")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table for one seed: the original, the oracle, the noise floor or a method."""
+
+    label: str
+    method: str | None
+    trial: int
+    params: dict[str, Any]
+
+
+def rows_for(config: RunConfig) -> list[Row]:
+    params = lambda m: method_params(create_method(m, **config.params.get(m, {})))  # noqa: E731
+    rows = [Row(ORIGINAL, None, 0, {}), Row(REFERENCE, REFERENCE, 0, params(REFERENCE))]
+    if config.noise_floor:
+        rows.append(Row("retrain (2nd seed)", REFERENCE, 1, params(REFERENCE)))
+    return rows + [Row(m, m, 0, params(m)) for m in config.methods or list_methods() if m != REFERENCE]
+
+
+def default_out_dir(config: RunConfig) -> Path:
+    scenario = config.forget.scenario + (f"{config.forget.forget_class}" if config.forget.scenario == "class" else "")
+    sparse = f"-sparse{config.sparsity:g}" if config.sparsity else ""
+    return Path("runs") / f"{config.data.name}-{config.model.name}-{scenario}{sparse}"
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """What every job of a run shares (sent once to each worker)."""
+
+    experiment: Experiment
+    out_dir: str
+
+
+def seed_setup(experiment: Experiment, seed: int) -> SeedSetup:
+    """:func:`prepare_seed`, done once per seed for each experiment object in a process."""
+    return memo(experiment, ("run", seed), lambda: prepare_seed(experiment, seed))
+
+
+def prepare(ctx: Context, seed: int) -> None:
+    seed_setup(ctx.experiment, seed)
+
+
+def describe(ctx: Context, job: Job) -> dict[str, Any]:
+    experiment, row = ctx.experiment, job.spec
+    setup = seed_setup(experiment, job.group)
+    split = setup.split
+    return {"experiment": experiment.digest, "config": to_dict(experiment.config), "seed": job.group,
+            "code_version": code_version(), "audit": AUDIT_VERSION, "out_dir": ctx.out_dir,
+            "n_retain": len(split.retain), "n_forget": len(split.forget), "n_test": len(split.test),
+            "forget_ids_sha256": setup.forget_hash, "sparsity": sparsity_of(setup.original), "row": row.label,
+            "method": row.method, "trial": row.trial, "params": row.params}
+
+
+def execute(ctx: Context, job: Job, record: dict[str, Any]):
+    """Unlearn (or load from the cache) and audit one row; the record still lacks its comparison."""
+    config, setup, row = ctx.experiment.config, seed_setup(ctx.experiment, job.group), job.spec
+    log.info("seed %d: %s", job.group, row.label)
+    cost = None
+    if row.method is None:
+        model, seconds, cached = setup.original, 0.0, True
+    elif row.method == REFERENCE:
+        model, seconds, cached = setup.oracle(row.trial, config.params.get(REFERENCE, {}))
+    else:
+        model, seconds, cached, cost, _ = setup.run_method(
+            create_method(row.method, **config.params.get(row.method, {})), row.trial)
+    check_finite_model(model, row.label)
+    metrics, outs = audit_with_outputs(model, setup.split, attacks=config.attacks)
+    if config.samia:
+        metrics.update(samia_audit(model, setup.split, seed=job.group))
+    record.update(status="ok", metrics=metrics, seconds=seconds, from_cache=cached, **({"cost": cost} if cost else {}))
+    return record, per_sample_values(outs, setup.split)
+
+
+def compare(record: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    """``record`` with its distance to the oracle's ``reference`` record (None: it is the oracle)."""
+    ok = record["status"] == "ok" and record["metrics"]
+    if reference is None:
+        disparity, ref_seconds = 0.0, record["seconds"]
+    else:
+        disparity = avg_disparity(record["metrics"], reference["metrics"]) if ok else None
+        ref_seconds = reference["seconds"]
+    return {**record, "avg_disparity": disparity,
+            "time_vs_retrain": record["seconds"] / ref_seconds if ref_seconds else None}
+
+
+RECIPE = Recipe("run", prepare=prepare, describe=describe, execute=execute,
+                compare=compare, failed=(("metrics", {}), ("seconds", float("nan")), ("from_cache", False)))
+
+
+def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend | None = None) -> list[dict[str, Any]]:
+    """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters, of
+    the current audit protocol: a row recorded under an older one is rerun and superseded)."""
+    out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
+    store = RecordStore(out_dir, complete=True)
+    experiment = load_experiment(config)
+    rows = rows_for(config)
+    n_test = config.data.test_subset or len(experiment.dataset.test)
+    recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}
+    key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
+                                    "trial": row.trial, "params": row.params})
+    jobs = [Job(key(seed, row), seed, row, reference=row.label == REFERENCE) for seed in config.seeds for row in rows]
+    for seed in config.seeds:
+        pending = [job.spec.label for job in jobs if job.group == seed and job.key not in recorded]
+        log.info("seed %d: %d of %d rows to run%s", seed, len(pending), len(rows),
+                 f" ({', '.join(pending)})" if pending else "")
+        if pending:  # a bad request is refused before any seed trains anything
+            forget_ids_before_training(experiment, seed)
+    wanted = {job.key for job in jobs}
+    mine = lambda: [r for r in store if r["key"] in wanted and audit_version(r, n_test) == AUDIT_VERSION]  # noqa: E731
+    if dry_run:
+        return mine()
+    references = {seed: r for seed in config.seeds if (r := recorded.get(key(seed, rows[1])))}
+    ran = run_jobs(RECIPE, Context(experiment, str(out_dir)), jobs, store=store, written=set(recorded), references=references,
+                   backend=backend)
+    records = mine()
+    if ran:
+        write_table(out_dir, records)
+    return records
+
+
+def write_table(out_dir: Path, records: list[dict[str, Any]]) -> None:
+    from ...report.attack_plot import plot_attacks  # late imports: report depends on records only
+    from ...report.table import experiment_report
+
+    png = plot_attacks(records, out_dir / "attacks.png")
+    text = experiment_report(records)
+    write_atomic(out_dir / "table.md", text + (f"\n![Membership attacks per method]({png.name})\n" if png else ""))

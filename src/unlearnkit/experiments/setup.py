@@ -1,0 +1,307 @@
+"""Per-seed setup shared by every recipe: data split, reserve pool, original model, validated request.
+
+For a seed: carve D_v from the training file (and, for damage and healing, hold a reserve pool out
+of the original's training), check a request that needs no model (``random``, ``class``, ``ids``)
+*before* any training, train (or load) the original (dense, or OMP-pruned from the dense one), then
+draw requests that read the model (``adversarial:*``, damage strategies). Models are cached by
+content (cache.py), so every recipe, seed and process shares them.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..adversary.base import adversary_params, create_adversary
+from ..adversary.scenario import check_scenario, is_adversarial, request_ids
+from ..data.dataset import Dataset, load_dataset
+from ..data.pool import Samples
+from ..data.scenarios import select_forget_ids, validate_forget_ids
+from ..data.splits import BaseSplit, ForgetSplit, base_split, forget_split, stratified_subset
+from ..errors import ConfigError, TrainingError
+from ..methods.base import create_method, method_params, unlearn_measured
+from ..models.base import create_model
+from ..sparsity.masks import attach_masks, masks_of, prunable, sparsity_of
+from ..sparsity.omp import omp_rewind
+from ..training.loop import train
+from ..utils.files import write_atomic
+from ..utils.seeding import derive_seed, generator
+from .cache import ModelCache
+from .config import AdversarialConfig, ExperimentConfig, RunConfig, digest, to_dict
+
+log = logging.getLogger("unlearnkit")
+REFERENCE = "retrain"
+ORIGINAL = "original"
+T = TypeVar("T")
+
+
+def dataset_fingerprint(ds: Dataset) -> str:
+    h = hashlib.sha256()
+    for t in (ds.train.x, ds.train.y, ds.test.x, ds.test.y):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str, Any]:
+    """What determines the results apart from seed and method: the base of record and cache keys.
+
+    ``run``: the config less its bookkeeping, with top-level options at their defaults omitted (so a
+    new option whose default reproduces the old behaviour keeps records and caches valid; a dense
+    run ignores ``sparsity_rewind``). ``damage``/``heal``: data, model, training and reserve.
+    """
+    d = to_dict(config)
+    d["data"].pop("data_dir")
+    if isinstance(config, AdversarialConfig):
+        return {"data": d["data"], "model": d["model"], "train": d["train"], "reserve": config.reserve,
+                "data_fingerprint": fingerprint}
+    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia"):
+        d.pop(k)
+    defaults = to_dict(type(config)())
+    for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
+        d.pop(k)
+    if not getattr(config, "sparsity", 0):
+        d.pop("sparsity_rewind", None)
+    d["data_fingerprint"] = fingerprint
+    return d
+
+
+def check_finite_model(model: nn.Module, label: str) -> None:
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingError(f"{label} produced non-finite weights (e.g. {bad[:3]})")
+
+
+@dataclass(frozen=True, eq=False)
+class Experiment:
+    """What every seed of a config shares: the dataset, the experiment's identity, its cache."""
+
+    config: ExperimentConfig
+    dataset: Dataset
+    identity: dict[str, Any]
+    digest: str
+    cache: ModelCache
+
+    @property
+    def sparsity(self) -> float:
+        return getattr(self.config, "sparsity", 0.0)
+
+    def make_model(self, seed: int, *, masks_like: nn.Module | None = None) -> nn.Module:
+        """A fresh model of the configured architecture (init drawn from ``seed``), carrying
+        ``masks_like``'s pruning masks when given."""
+        c = self.config
+        model = create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
+                             seed=derive_seed(seed, "init"), **c.model.options)
+        masks = masks_of(masks_like) if masks_like is not None else {}
+        return attach_masks(model, masks) if masks else model
+
+
+def load_experiment(config: ExperimentConfig) -> Experiment:
+    """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    if isinstance(config, RunConfig):
+        check_scenario(config.forget)
+    kwargs = dict(config.data.options)
+    kwargs.update({k: v for k, v in (("data_dir", config.data.data_dir), ("path", config.data.path)) if v is not None})
+    dataset = load_dataset(config.data.name, **kwargs)
+    identity = experiment_identity(config, dataset_fingerprint(dataset))
+    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
+
+
+_MEMO: "weakref.WeakKeyDictionary[Experiment, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+
+
+def memo(experiment: Experiment, key: Any, build: Callable[[], T]) -> T:
+    """``build()`` once per key for each experiment object in a process (seed setups, reserves)."""
+    store = _MEMO.setdefault(experiment, {})
+    if key not in store:
+        store[key] = build()
+    return store[key]
+
+
+@dataclass(frozen=True, eq=False)
+class SeedSetup:
+    """One seed ready for unlearning: D_v carved, the original trained (or loaded), the request
+    validated and the split built."""
+
+    experiment: Experiment
+    seed: int
+    original: nn.Module
+    original_seconds: float
+    original_cached: bool
+    split: ForgetSplit
+
+    @property
+    def forget_hash(self) -> str:
+        return forget_hash(self.split.forget.ids)
+
+    def method_generator(self, method: str, trial: int = 0) -> torch.Generator:
+        return generator(self.seed, "method", method, trial)
+
+    def oracle(self, trial: int = 0, params: dict[str, Any] | None = None) -> tuple[nn.Module, float, bool]:
+        """The retrain oracle ``(model, seconds, was_cached)``, cached by content (trial 1 = the noise floor)."""
+        method = create_method(REFERENCE, **(params if params is not None else
+                                             self.experiment.config.params.get(REFERENCE, {})))
+        run = self.run_method(method, trial, cache=True)
+        return run.model, run.seconds, run.cached
+
+    def run_method(self, method, trial: int = 0, *, cache: bool = False) -> MethodRun:
+        """Unlearn with ``method`` from the original; the seconds are the unlearning alone, as the
+        method measures it (methods/base.unlearn_measured). ``cache``: store the model by content."""
+        start: list[Callable[[], nn.Module] | None] = [None]
+
+        def build() -> tuple[nn.Module, dict[str, Any]]:
+            out = unlearn_measured(method, self.original, self.split, generator=self.method_generator(method.name, trial))
+            start[0] = out.start
+            return out.model, {"seconds": out.seconds, **({"cost": out.cost} if out.cost else {})}
+
+        if not cache:
+            model, meta = build()
+            return MethodRun(model, meta["seconds"], False, meta.get("cost"), start[0])
+        exp = self.experiment
+        key = {"kind": method.name, "identity": exp.identity, "seed": self.seed, "trial": trial,
+               "forget": self.forget_hash, "params": method_params(method)}
+        model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed, masks_like=self.original), build)
+        return MethodRun(model, meta["seconds"], was_cached, meta.get("cost"), start[0])
+
+
+class MethodRun(NamedTuple):
+    """One method's unlearned model, its unlearning seconds, whether it came from the cache, the
+    method's own cost bookkeeping, and (SISA) how to build the model it started from."""
+
+    model: nn.Module
+    seconds: float
+    cached: bool
+    cost: dict[str, Any] | None
+    start: Callable[[], nn.Module] | None
+
+
+@dataclass(frozen=True, eq=False)
+class SeedOriginal:
+    """One seed before any request: the base split (training IDs of the original, D_v), the test set,
+    the reserve pool (damage and healing) and the original model trained on ``base.train``."""
+
+    experiment: Experiment
+    seed: int
+    base: BaseSplit
+    test: Samples
+    pool: Samples | None
+    original: nn.Module
+    original_seconds: float
+    original_cached: bool
+
+    def setup(self, ids: Tensor, forget_class: int | None = None) -> SeedSetup:
+        split = forget_split(self.base, self.test, ids, self.experiment.config.train, forget_class)
+        return SeedSetup(self.experiment, self.seed, self.original, self.original_seconds, self.original_cached, split)
+
+    def request(self, strategy: str, budget: float) -> Tensor:
+        """The adversary's validated request on the original, cached by content beside the models."""
+        config = self.experiment.config
+        adversary = create_adversary(strategy, **config.adversary.get(strategy, {}))
+        key = {"kind": "request", "identity": self.experiment.identity, "seed": self.seed, "strategy": strategy,
+               "params": adversary_params(adversary), "budget": budget}
+        path = self.experiment.cache.root / "requests" / f"{digest(key)}.npy"
+        if path.exists():
+            try:
+                ids = torch.from_numpy(np.load(path, allow_pickle=False)).long()
+                return validate_forget_ids(ids, self.base.train, len(self.base.train.pool))
+            except Exception as e:  # a damaged file is recomputed, never trusted
+                log.warning("request cache %s unreadable (%s); recomputing", path, e)
+        start = time.perf_counter()
+        ids = adversary.select(self.original, self.base.train, int(budget) if budget >= 1 else float(budget),
+                               generator=generator(self.seed, "adversary", strategy, budget), reference=self.base.val)
+        ids = validate_forget_ids(ids, self.base.train, len(self.base.train.pool))
+        log.info("seed %d: %s picked %d ids in %.1f s", self.seed, strategy, len(ids), time.perf_counter() - start)
+        write_atomic(path, lambda tmp: np.save(tmp, ids.numpy()), suffix=".npy")
+        return ids
+
+
+def carve(experiment: Experiment, seed: int, reserve: int = 0) -> tuple[BaseSplit, Samples, Samples | None]:
+    """D_v carved from the training file, the test set, and ``reserve`` samples held out as a pool."""
+    c = experiment.config
+    base, test = base_split(experiment.dataset, val_fraction=c.data.val_fraction, train_subset=c.data.train_subset,
+                            test_subset=c.data.test_subset, seed=seed)
+    if not reserve:
+        return base, test, None
+    if not 0 < reserve < len(base.train):
+        raise ConfigError(f"reserve={reserve} must be smaller than the training set ({len(base.train)})")
+    pool_ids = stratified_subset(base.train.pool.y, base.train.ids, count=reserve, generator=generator(seed, "reserve"))
+    keep = ~torch.isin(base.train.ids, pool_ids)
+    return BaseSplit(base.dataset, base.train.take(keep), base.val), test, Samples(base.train.pool, pool_ids)
+
+
+def train_original(experiment: Experiment, seed: int, base: BaseSplit, test: Samples, pool: Samples | None = None
+                   ) -> SeedOriginal:
+    """Train (or load) the original on ``base.train``; with ``sparsity``, pruned from the dense one
+    and retrained under its mask (sparsity/omp.py), its cost including its dense parent's."""
+    exp, c = experiment, experiment.config
+    dense_identity = {k: v for k, v in exp.identity.items() if k not in ("forget", "sparsity", "sparsity_rewind")}
+
+    def build_dense() -> tuple[nn.Module, dict[str, Any]]:
+        model = exp.make_model(seed)
+        stats = train(model, base.train, c.train, generator=generator(seed, "original"), desc="original")
+        return model, {"seconds": stats.seconds, "final_loss": stats.final_loss}
+
+    def dense() -> tuple[nn.Module, dict[str, Any], bool]:
+        return exp.cache.get_or_build({"kind": ORIGINAL, "identity": dense_identity, "seed": seed},
+                                      exp.make_model(seed), build_dense)
+
+    def build_sparse() -> tuple[nn.Module, dict[str, Any]]:
+        parent, parent_meta, parent_cached = dense()
+        log.info("seed %d: dense original %s; pruning to %g%%", seed,
+                 "loaded from cache" if parent_cached else "trained", 100 * exp.sparsity)
+        start = time.perf_counter()
+        model = omp_rewind(parent, exp.make_model(seed), base.train, c.train, sparsity=exp.sparsity,
+                           rewind=c.sparsity_rewind, replay=generator(seed, "original"),
+                           generator=generator(seed, "sparse original"))
+        return model, {"seconds": parent_meta["seconds"] + time.perf_counter() - start, "sparsity": sparsity_of(model)}
+
+    if exp.sparsity:
+        template = exp.make_model(seed)  # with all-ones masks, replaced by the cached ones
+        attach_masks(template, {n: torch.ones_like(w) for n, w in prunable(template).items()})
+        identity = {k: v for k, v in exp.identity.items() if k != "forget"}
+        original, meta, cached = exp.cache.get_or_build({"kind": "original-omp", "identity": identity, "seed": seed},
+                                                        template, build_sparse)
+    else:
+        original, meta, cached = dense()
+    log.info("seed %d: original model %s (%.1f s to train)", seed, "loaded from cache" if cached else "trained",
+             meta["seconds"])
+    return SeedOriginal(exp, seed, base, test, pool, original, meta["seconds"], cached)
+
+
+def forget_ids_before_training(experiment: Experiment, seed: int) -> Tensor | None:
+    """The validated request of a ``run`` seed when it needs no model (None for ``adversarial:*``):
+    a bad IDs file or class is refused here, before any training."""
+    request = experiment.config.forget
+    if is_adversarial(request.scenario):
+        return None
+    base, _, _ = carve(experiment, seed)
+    return select_forget_ids(base.train, request, generator=generator(seed, "forget"))
+
+
+def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
+    """A ``run`` seed: data split, validated request, original model, split."""
+    request = experiment.config.forget
+    ids = forget_ids_before_training(experiment, seed)
+    base, test, _ = carve(experiment, seed)
+    orig = train_original(experiment, seed, base, test)
+    if ids is None:  # adversarial:* reads the model
+        ids = request_ids(base.train, request, model=orig.original, reference=base.val,
+                          generator=generator(seed, "forget"))
+    return orig.setup(ids, request.forget_class if request.scenario == "class" else None)
+
+
+def prepare_adversarial_seed(experiment: Experiment, seed: int) -> SeedOriginal:
+    """A damage/heal seed: D_v carved, the reserve pool held out, the original trained on the rest."""
+    base, test, pool = carve(experiment, seed, experiment.config.reserve)
+    return train_original(experiment, seed, base, test, pool)
+
+
+def forget_hash(ids: Tensor) -> str:
+    return hashlib.sha256(ids.numpy().tobytes()).hexdigest()

@@ -1,0 +1,1 @@
+"""Generic helpers with one home each: files, seeding, validation, sampling."""
