@@ -20,7 +20,7 @@ TOY_PARAMS: dict[str, dict] = {
     "rl": {"epoch_share": 0.5, "lr_share": 0.5},
     "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5, "retain_weight": 0.95},
     # FF forgets only by noise: on the toy model, noise that reaches the class reaches D_r as well
-    # (forget 99 → 6, retain 100 → 60 here); the W1 figures are in its docstring.
+    # (forget 99 → 6, retain 100 → 60 here); the W1 figures are in docs/results.md ("Where the defaults come from").
     "ff": {"alpha": 1e-6, "variance_cap": 1e6, "head_variance_cap": 1e5},
     "l1-sparse": {"epoch_share": 1.0, "lr_share": 1.0},
     "salun": {"epoch_share": 0.5, "lr_share": 0.5},
