@@ -20,7 +20,7 @@ TOY_PARAMS: dict[str, dict] = {
     "rl": {"epoch_share": 0.5, "lr_share": 0.5},
     "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5, "retain_weight": 0.95},
     # FF forgets only by noise: on the toy model, noise that reaches the class reaches D_r as well
-    # (forget 99 → 6, retain 100 → 60 here); the W1 figures are in its docstring.
+    # (forget 99 → 6, retain 100 → 60 here); the W1 figures are in docs/results.md ("Where the defaults come from").
     "ff": {"alpha": 1e-6, "variance_cap": 1e6, "head_variance_cap": 1e5},
     "l1-sparse": {"epoch_share": 1.0, "lr_share": 1.0},
     "salun": {"epoch_share": 0.5, "lr_share": 0.5},
@@ -70,6 +70,28 @@ def test_same_seed_same_result(name, toy_original, toy_random_split):
     a = method.unlearn(toy_original, toy_random_split, generator=torch.Generator().manual_seed(7))
     b = method.unlearn(toy_original, toy_random_split, generator=torch.Generator().manual_seed(7))
     assert same_state(state(a), state(b))
+
+
+@pytest.mark.parametrize("split_name", ["toy_random_split", "toy_class_split"])
+@pytest.mark.parametrize("name", METHODS)
+def test_contract_at_defaults(name, split_name, toy_original, request):
+    """Every method at its own defaults (no TOY_PARAMS): the contract holds on both kinds of split.
+
+    Checks the contract only, not that the defaults forget on the toy task (several do not).
+    """
+    split = request.getfixturevalue(split_name)
+    method = create_method(name)
+    before = state(toy_original)
+    a = method.unlearn(toy_original, split, generator=torch.Generator().manual_seed(3))
+    assert same_state(before, state(toy_original)), f"{name} mutated the model it was given"
+    shapes = {k: v.shape for k, v in before.items()}
+    for model in (list(a.members) if getattr(type(method), "returns_ensemble", False) else [a]):
+        assert model is not toy_original and type(model) is type(toy_original)
+        assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+        bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        assert not bad, f"{name} at its defaults returned non-finite {bad}"
+    b = method.unlearn(toy_original, split, generator=torch.Generator().manual_seed(3))
+    assert same_state(state(a), state(b)), f"{name} at its defaults is not reproducible from the same seed"
 
 
 def _bad_values(hint) -> list:

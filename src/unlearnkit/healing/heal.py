@@ -39,9 +39,8 @@ class Heal:
     ``lr_share`` × the original rate and follows the original schedule (cosine on W1) over the
     healing run; momentum, weight decay and batch size are the original ones. The paper does not
     give its fine-tuning rate; ``lr_share`` defaults to 1.0 (a cosine restart at the original rate),
-    the best of {0.1, 0.3, 1.0} on the validation split for half-epoch healing on a reduced W1
-    (12k Fashion-MNIST images, `class` requests at 10%, FT / GA / retrain; see the README). At one
-    epoch a smaller rate did as well or better.
+    chosen on the validation split of a reduced W1 for half-epoch healing (docs/results.md, "Where
+    the defaults come from").
 
     ``heal`` does not modify ``model``; it records the hand-out in ``reserve`` (the reserve's
     ledger moves D_f to deleted and the spares to training).

@@ -1,42 +1,17 @@
 """DAU: Discriminative Adversarial Unlearning — unlearning as a min-max game (Sharma et al. 2024).
 
-The *attacker* (SAMIA, ``attacks/samia.py``) learns to tell the defender's outputs on D_f
-(members) from those on D_v (non-members); the *defender* (the model) minimises
-``CE(D_r batch) + α · L_adv(D_f batch) + β · L_BT(z_f, z_v)`` (``papers/FACTS.md`` §1–2):
+A SAMIA attacker (``attacks/samia.py``) learns to tell the defender's outputs on D_f (members) from
+those on D_v (non-members); the defender (the model) minimises ``CE(D_r batch) + α · L_adv(D_f
+batch) + β · L_BT(z_f, z_v)`` (``papers/FACTS.md`` §1–2). ``L_adv`` is the attacker's objective on
+D_f, backpropagated through the prediction and the noise-sensitivity input; ``L_BT`` is Barlow Twins
+between encoder features of equal-sized D_f and D_v batches. Class-wise, one weight goes to 0 after
+``class_zero_after`` steps (the paper's schedule: "unlearning the class is notably easier than
+retaining general performance"); by default α, since that is the forgetting pressure.
 
-- ``L_adv``: the attacker's objective on D_f. ``form="non-saturating"`` (default; the paper's GAN
-  adjustment) is ``−log(1 − A(f))``; ``form="minimax"`` is the plain ``log A(f)``. The defender
-  backpropagates through the prediction *and* the noise-sensitivity input.
-- ``L_BT``: Barlow Twins (λ = ``bt_lambda`` = 5e-3) between batch-normalised encoder features
-  (``forward_features``) of a D_f batch and a D_v batch of the same size, both differentiable.
-- Class-wise schedule: for class-wise splits one weight is set to 0 after ``class_zero_after``
-  iterations (30, the paper's). The paper's reason — "unlearning the class is notably easier than
-  retaining general performance" — names the forgetting pressure as what to stop, and α is that
-  pressure (§3.3: minimising the attacker's objective is what costs retain accuracy; β is "a
-  regulariser" that eases the last layer), so ``class_zero="alpha"`` by default; ``"beta"`` and
-  ``"none"`` are options. With α at 0 the attacker is no longer run. ``class_zero_below`` (in
-  [0, 1]; 1 = the paper's fixed schedule) delays the switch until the defender's accuracy on the
-  iteration's D_f batch is at most that share: a model retrained without a class never predicts
-  it, so a forget-class batch still mostly classified right means the class is not forgotten yet
-  (with the fixed 30 steps, one W1 seed in three kept half of the class). The cap stays
-  ``iterations``.
-
-Silent in the paper, chosen here (tuned on W1's validation split with ``benchmarks/tune_dau.py``
-over α ∈ {0.5, 1, 3}, β ∈ {0, 1e-3, 3e-3, 0.01, 0.1}, lr_share ∈ {0.2, 0.5}, 100/200 iterations;
-class-wise, α = 3 or lr_share 0.5 cost 3–10 points of RA, and every β > 0 cost RA and VA against
-β = 0 — see README): an iteration is one defender step; ``pretrain_steps`` attacker steps first, on the original's outputs for up to
-``pretrain_samples`` per side computed once; then per iteration ``attacker_steps`` attacker steps
-(the first on the iteration's own batches) and one defender step. Defender: SGD at ``lr_share`` ×
-the original lr with the original momentum and weight decay; attacker: Adam at ``attacker_lr``.
-Batches: ``batch_size`` from D_r, ``attack_batch_size`` from each of D_f and D_v. Attack inputs and
-features are computed with the defender in eval mode (what an auditor queries), CE in train mode.
-BatchNorm layers normalise by batch statistics throughout the game, in both passes, and their
-running statistics are recomputed on D_r once it ends (``training/batchnorm.py``; a model without
-BatchNorm is unaffected). Two other ways were measured on W2's resnet18 (``docs/results.md``): with
-running statistics for the attack and Barlow-Twins terms and batch statistics for CE, the game
-drove the eval-mode network to 20% TA while the batch-statistics one stayed accurate; with
-BatchNorm frozen in eval mode for all three terms, nothing bounds the activations' scale any more
-and the game diverged or collapsed on most runs.
+Silent in the paper, chosen here: the step counts, rates, batch sizes, α and β (on W1's validation
+split); attack inputs and features taken in eval mode (what an auditor queries), CE in train mode;
+BatchNorm normalising by batch statistics throughout the game, running statistics recomputed on D_r
+at the end (the alternatives diverged or collapsed on W2). docs/results.md, "Where the defaults come from".
 """
 from __future__ import annotations
 
@@ -85,23 +60,23 @@ def draw(samples: Samples, n: int, generator: torch.Generator, device) -> tuple[
 class DAU:
     """Min-max unlearning against a SAMIA attacker, with a Barlow-Twins feature term (see module doc)."""
 
-    iterations: int = 100
-    lr_share: float = 0.2
-    batch_size: int = 128
-    attack_batch_size: int = 32
-    alpha: float = 0.5
-    beta: float = 0.01
-    form: str = "non-saturating"
-    attacker_lr: float = 1e-3
-    pretrain_steps: int = 100
-    pretrain_samples: int = 256
-    attacker_steps: int = 1
-    class_zero: str = "alpha"
-    class_zero_after: int = 30
-    class_zero_below: float = 1.0
-    bt_lambda: float = 5e-3
-    copies: int = 10
-    eps: float = 1e-3
+    iterations: int = 100  # defender steps (one D_r batch and one D_f / D_v batch each)
+    lr_share: float = 0.2  # defender SGD lr, × the original lr (original momentum and weight decay)
+    batch_size: int = 128  # D_r samples per defender step
+    attack_batch_size: int = 32  # D_f and D_v samples (each) per step
+    alpha: float = 0.5  # weight of the adversarial term
+    beta: float = 0.01  # weight of the Barlow-Twins term
+    form: str = "non-saturating"  # −log(1 − A(f)), the paper's GAN adjustment; "minimax": log A(f)
+    attacker_lr: float = 1e-3  # the attacker's Adam lr
+    pretrain_steps: int = 100  # attacker steps on the original's outputs before the game
+    pretrain_samples: int = 256  # D_f and D_v samples (each) for that pre-training, computed once
+    attacker_steps: int = 1  # attacker steps per defender step (the first on the step's own batches)
+    class_zero: str = "alpha"  # class-wise: the weight set to 0 ("alpha", "beta" or "none")
+    class_zero_after: int = 30  # class-wise: steps before it is set to 0
+    class_zero_below: float = 1.0  # class-wise: also wait for D_f batch accuracy (share) <= this; 1 = no wait
+    bt_lambda: float = 5e-3  # Barlow Twins' off-diagonal weight λ
+    copies: int = 10  # noise copies per sample for the sensitivity input
+    eps: float = 1e-3  # scale of that noise
 
     def __post_init__(self) -> None:
         for f in ("iterations", "batch_size", "copies"):

@@ -59,29 +59,18 @@ class FisherForgetting:
     Golatkar et al. scrub D_f by noise that leaves the directions D_r needs (high Fisher) nearly
     untouched and drowns the others. As in their code (and Jia et al.'s ``fisher_new``): the
     *expected* Fisher, ``mean_i Σ_c p(c|x_i)(∇ CE(x_i, c))²`` (per sample, not per mini-batch as
-    Jia et al. approximate it), and the variance shaping of :func:`fisher_noise_std`. Not
-    reproduced: their class-wise shortcut of zeroing the forgotten class's classifier row (and Jia
-    et al.'s doing so in random runs too, keyed on CIFAR-10's forget size) — that is not Fisher
-    forgetting.
-
-    Choices where the paper is silent: the Fisher is estimated on ``num_samples`` samples of D_r
-    drawn at random (default 500, ~0.05 × a W1 retrain; all of D_r costs ~100× more for the same
-    noise shape), vectorised with ``torch.func``. ``alpha`` (default 3e-7) was tuned on W1's
-    validation split against the retrain oracle (random 10%); the reference value 1e-9 changes
-    nothing on W1. ``variance_cap`` / ``head_variance_cap`` are Golatkar et al.'s clamps of 1/F (1e3,
-    1e2); raising them widens the gap between the noise on weights D_r needs and on the others.
-
-    On W1 no setting forgets a whole class: noise that reaches the class reaches D_r too. Seed 0,
-    class 0, accuracies forget / retain / validation (original 95.1 / 97.5 / 92.7): caps 1e3,
-    α = 1e-6 → 91.4 / 95.2 / 91.1, α = 1e-5 → 60.9 / 62.7 / 62.0; caps 1e5, α = 1e-6 → 11.0 /
-    27.4 / 26.7; caps 1e7, α = 1e-8 → 46.2 / 51.5 / 49.6. The default keeps the model usable and
-    forgets random samples a little; it does not forget a class. Pruned weights get no noise.
+    Jia et al. approximate it), and the variance shaping of :func:`fisher_noise_std`, whose caps on
+    1/F are their clamps. Not reproduced: their class-wise shortcut of zeroing the forgotten class's
+    classifier row — that is not Fisher forgetting. Chosen here: the Fisher on ``num_samples``
+    random samples of D_r (all of D_r costs far more for the same noise shape) and ``alpha`` on W1's
+    validation split. No setting forgets a whole class: noise that reaches the class reaches D_r
+    too. Pruned weights get no noise. docs/results.md, "Where the defaults come from".
     """
 
-    alpha: float = 3e-7
-    num_samples: int = 500
-    variance_cap: float = 1e3
-    head_variance_cap: float = 1e2
+    alpha: float = 3e-7  # noise variance per unit of inverse Fisher
+    num_samples: int = 500  # D_r samples the Fisher is estimated on
+    variance_cap: float = 1e3  # clamp on 1/F outside the head
+    head_variance_cap: float = 1e2  # clamp on 1/F in the classifier head
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"ff.alpha must be > 0, got {self.alpha}")

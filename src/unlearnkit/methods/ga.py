@@ -24,18 +24,14 @@ class GradientAscent:
     Jia et al. run 5 epochs over D_f at lr 1e-4 after an lr-0.1 original (class-wise; random
     forgetting was grid-searched). Here ``epochs`` counts passes over D_f and the rate is
     ``lr_share`` × the original lr, constant. GA has no term that keeps D_r accurate and its loss
-    is unbounded, so it walks a knife edge between doing nothing and diverging. Defaults (2 passes,
-    1e-3 × lr = 5e-5 on W1) were chosen on W1's validation split (seed 0) against the retrain
-    oracle, Avg. Disparity over UA / MIA-Efficacy(val) / RA / VA:
-
-    - class-wise: 5 passes at 1e-3 diverge (NaN at step 179 of 215); 2 passes at 1e-3 → 9.84;
-      5 at 3e-4 → 18.1; 1–2 passes at ≤ 3e-4 barely move (≥ 43; the original is 47.2);
-    - random 10%: nothing between "no change" (2.69, the original is 2.70) and collapse (5 passes
-      at 3e-3: RA 83, 10.6); the default changes nothing measurable there.
+    is unbounded, so it walks a knife edge between doing nothing and diverging. The defaults were
+    chosen on W1's validation split against the retrain oracle: the closest class-wise setting
+    tried that did not diverge; on random requests no setting lay between "no change" and
+    collapse. docs/results.md, "Where the defaults come from".
     """
 
-    epochs: float = 2.0
-    lr_share: float = 1e-3
+    epochs: float = 2.0  # passes over D_f
+    lr_share: float = 1e-3  # lr, × the original lr
 
     def __post_init__(self) -> None:
         check(positive(self.epochs), f"ga.epochs must be > 0, got {self.epochs}")

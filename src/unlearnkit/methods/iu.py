@@ -22,44 +22,26 @@ log = logging.getLogger(__name__)
 class InfluenceUnlearning:
     """One Newton step that removes D_f's influence: ``θ ← θ + alpha · (n_f / n_r) · F⁻¹ ∇L(D_f)``.
 
-    If θ minimises the loss on D_r ∪ D_f, then ``∇L(D_r) = −(n_f/n_r) ∇L(D_f)`` there, and one
-    Newton step on D_r's loss gives the step above with ``alpha = 1`` (Koh & Liang's influence
-    function, the Hessian of D_r's mean loss replaced by its empirical Fisher F). ``∇L(D_f)`` is
-    the gradient of the mean cross-entropy over all of D_f, as in Jia et al.'s code.
-
-    F is WoodFisher's damped empirical Fisher, ``damping·I + (1/N) Σ g_i g_iᵀ`` over the per-sample
-    gradients of ``num_samples`` samples of D_r drawn at random (default 512; the gradients are held
-    as an N × P matrix, 860 MB for W1's cnn), inverted exactly on them
-    (:func:`~unlearnkit.training.per_sample.woodfisher_solve`). Jia et al. differ in three ways we
-    do not copy: their recursion runs over mini-batch (32) gradients of all of D_r, its damping is
-    fixed at 1, and it carries the first gradient in place of ``F⁻¹ g`` for each later one, so it
-    is not the inverse of any Fisher; their ``alpha`` absorbs ``n_f / n_r``.
-
-    Defaults, tuned on W1's validation split against the retrain oracle (seed 0): ``damping`` 0.3;
-    ``alpha`` 9 for random requests and ``class_alpha`` 3 when the split is class-wise
-    (``split.forget_class`` set) — one value cannot serve both: a class's gradient points along
-    directions D_r's Fisher barely constrains, so its step is far longer. Class-wise, α = 3 gives
-    UA 100, RA 94.6 (validation disparity 1.23) while α = 10 collapses RA to 32%; on a random
-    request α = 3 barely moves the model and α = 9 brings UA from 2.7 to 5.8 (retrain 7.2) at RA 95.6.
-
-    The retain guard (not in Koh & Liang or Jia et al.) is a backtracking line search on that step.
-    One approximate-Fisher Newton step at a fixed α sometimes wrecks D_r (W2: RA 100 → 39–82 on
-    some seeds). The guard measures accuracy on ``guard_samples`` samples of D_r before and after
-    the step; while it fell by more than ``retain_guard`` points, the step is halved (at most
-    ``guard_halvings`` times; the shortest step is kept if none passes, with a warning). A step that
-    passes at full length gives exactly the unguarded model. ``retain_guard = 0`` turns it off.
-    Default 5 points, tuned on W1's validation split over seeds 0–2 (class-wise Avg. Disparity
-    (val): off 3.41 ± 6.32, 1 or 2 points 3.71 ± 11.46 — a halved class step leaves part of the
-    class — 5 points 1.71 ± 1.65; on random requests it changed nothing at 2 or 5 points, 1.29 ± 0.52 as off).
+    If θ minimises the loss on D_r ∪ D_f, one Newton step on D_r's loss gives this step with
+    ``alpha = 1`` (Koh & Liang's influence function, the Hessian replaced by the empirical Fisher
+    F); ``∇L(D_f)`` is the mean cross-entropy gradient over all of D_f, as in Jia et al.'s code. F
+    is WoodFisher's damped ``damping·I + (1/N) Σ g_i g_iᵀ`` over ``num_samples`` random samples of
+    D_r, inverted exactly (:func:`~unlearnkit.training.per_sample.woodfisher_solve`); Jia et al.'s
+    recursion over mini-batch gradients is not the inverse of any Fisher, so we do not copy it.
+    Chosen on W1's validation split: ``damping``, ``alpha`` and ``class_alpha`` (class-wise
+    requests need a shorter step: a class's gradient points where D_r's Fisher barely constrains).
+    Retain guard (in neither paper): while the step costs more than ``retain_guard`` points of
+    accuracy on ``guard_samples`` D_r samples it is halved, at most ``guard_halvings`` times; a step
+    that passes at full length is the unguarded model. docs/results.md, "Where the defaults come from".
     """
 
-    alpha: float = 9.0
-    class_alpha: float = 3.0
-    damping: float = 0.3
-    num_samples: int = 512
-    retain_guard: float = 5.0
-    guard_samples: int = 1000
-    guard_halvings: int = 8
+    alpha: float = 9.0  # step length, × the Newton step (random requests)
+    class_alpha: float = 3.0  # the same when the split is class-wise
+    damping: float = 0.3  # added to the Fisher's diagonal
+    num_samples: int = 512  # D_r samples in the Fisher (their gradients are held as an N × P matrix)
+    retain_guard: float = 5.0  # largest D_r accuracy drop allowed, in points; 0 turns the guard off
+    guard_samples: int = 1000  # D_r samples the drop is measured on
+    guard_halvings: int = 8  # most halvings; if none passes, the shortest step is kept, with a warning
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"iu.alpha must be > 0, got {self.alpha}")

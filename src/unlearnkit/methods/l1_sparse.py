@@ -32,26 +32,19 @@ class L1Sparse:
     """Fine-tune on D_r minimising ``CE + γ_t · ‖θ‖₁``, with γ_t decaying linearly over the run.
 
     Jia et al. add the l1 penalty to fine-tuning so that unlearning is pushed towards a sparse model,
-    which they show forgets better. As in their code (``FT_l1``), the penalty covers every
-    parameter — weights, biases and normalisation layers — and its weight falls linearly over the
-    run. Their code lowers it once per epoch, γ·(1 − e/E) for epoch e of E; here it falls at every
-    step, γ·(1 − t/T) for step t of T, so fractional budgets (1.5 epochs) decay smoothly too.
-    Pruned weights (sparsity/masks.py) stay at zero: train() holds the masks, and |θ| has zero
-    gradient there anyway.
-
-    Budget: ``epoch_share`` of the original epochs (Jia et al.: 10 of 182 on CIFAR-10; default
-    0.15, i.e. 1.5 of 10 on W1) at ``lr_share`` × the original lr (theirs 0.01 after 0.1; default
-    0.1), constant as in their code (its step drops never fall inside an unlearning run).
-    ``gamma`` for random requests (default 1e-3) and ``class_gamma`` when the split is class-wise
-    (default 2e-3) were tuned on W1's validation split, seed 0 (validation Avg. Disparity: random
-    1.58 at 1e-3 against 2.42 for γ = 0 and 2.55 at 3e-3; class-wise 1.08 at 2e-3 against 17.3 for
-    γ = 0, 1.83 at 3e-3 and 5.90 at 1e-3). γ = 0 is plain FT.
+    which they show forgets better. As in their code (``FT_l1``) the penalty covers every parameter
+    (weights, biases, normalisation layers); their weight falls once per epoch, γ·(1 − e/E), ours at
+    every step, γ·(1 − t/T), so fractional budgets decay smoothly too. The budget is
+    ``epoch_share`` of the original epochs at ``lr_share`` × the original lr, constant as in their
+    code. ``gamma`` (random requests) and ``class_gamma`` (class-wise splits) were chosen on W1's
+    validation split; γ = 0 is plain FT. Pruned weights stay at zero (train() holds the masks).
+    docs/results.md, "Where the defaults come from".
     """
 
-    gamma: float = 1e-3
-    class_gamma: float = 2e-3
-    epoch_share: float = 0.15
-    lr_share: float = 0.1
+    gamma: float = 1e-3  # l1 weight at the first step (random requests)
+    class_gamma: float = 2e-3  # the same when the split is class-wise
+    epoch_share: float = 0.15  # epochs over D_r, × the original epochs
+    lr_share: float = 0.1  # constant lr, × the original lr
 
     def __post_init__(self) -> None:
         check(self.gamma >= 0 and math.isfinite(self.gamma), f"l1-sparse.gamma must be >= 0, got {self.gamma}")

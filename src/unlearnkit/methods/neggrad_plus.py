@@ -18,18 +18,15 @@ class NegGradPlus:
     """Minimise ``retain_weight · CE(D_r batch) − (1 − retain_weight) · CE(D_f batch)``.
 
     Every D_r batch is paired with the next D_f batch (D_f cycled, reshuffled every pass), as in
-    Kurmanji et al.'s NegGrad+. The run takes ``epoch_share`` of the original epochs over D_r
-    (default 0.2) at ``lr_share`` × the original lr (default 0.1), constant — the budget of FT plus
-    the forget batches. ``retain_weight`` (default 0.999, the value of Kurmanji et al.'s code) was
-    checked on W1's validation split (seed 0), Avg. Disparity over UA / MIA-Efficacy(val) / RA / VA
-    against the retrain oracle: class-wise, 0.95 and 0.99 let the unbounded ascent term win (NaN,
-    or a collapse to RA 11%: 40.2) while 0.999 lands at 0.15; random 10%: 0.95 → 1.93, 0.99 → 2.10,
-    0.999 → 2.11 (the original: 2.70).
+    Kurmanji et al.'s NegGrad+. The run takes ``epoch_share`` of the original epochs over D_r at
+    ``lr_share`` × the original lr, constant — the budget of FT plus the forget batches.
+    ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
+    weights let the unbounded ascent term win class-wise. docs/results.md, "Where the defaults come from".
     """
 
-    retain_weight: float = 0.999
-    epoch_share: float = 0.2
-    lr_share: float = 0.1
+    retain_weight: float = 0.999  # weight of CE(D_r); the ascent term gets 1 − this
+    epoch_share: float = 0.2  # epochs over D_r, × the original epochs
+    lr_share: float = 0.1  # constant lr, × the original lr
 
     def __post_init__(self) -> None:
         check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")

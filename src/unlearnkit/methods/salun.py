@@ -51,24 +51,19 @@ class SalUn:
 
     1. Saliency map m: the ``saliency_share`` of weights with the largest gradient magnitude of the
        forget loss at the original weights (:func:`saliency_masks`; Fan et al. use the top 50%).
-    2. RL as in :mod:`rl` — every D_f sample relabelled to a random *wrong* class once, trained
-       together with D_r — but θ = m ⊙ θ_trained + (1 − m) ⊙ θ_original after every step, so the
-       non-salient weights stay bit-identical to the input's (Fan et al.'s formula; their code
-       masks the gradient only, which lets weight decay and momentum move them). For SGD, which
-       updates elementwise, restoring after each step equals masking the update.
-    Their code draws labels anew each epoch (possibly the true one) and passes over D_f then D_r;
-    the shuffled union with fixed wrong labels is the library's RL, so the two differ only by m.
-    The saliency map is a local tensor, never a ``_mask`` buffer: it does not persist on the
-    returned model and cannot be mistaken for a pruning mask, which train() keeps holding.
-
-    Budget: ``epoch_share`` of the original epochs over D_r ∪ D_f (default 0.1) at ``lr_share`` ×
-    the original lr (default 0.3), constant; tuned on W1's validation split, seed 0 (validation Avg.
-    Disparity at lr_share 0.3 / 0.1: random 1.10 / 1.34, class-wise 0.09 / 0.04).
+    2. RL as in :mod:`rl`, but θ = m ⊙ θ_trained + (1 − m) ⊙ θ_original after every step, so the
+       non-salient weights stay bit-identical to the input's (Fan et al.'s formula; their code masks
+       the gradient only, which lets weight decay and momentum move them).
+    Their code draws labels anew each epoch and passes over D_f then D_r; we use the library's RL
+    (fixed wrong labels, shuffled union), so the two differ only by m. The map is a local tensor,
+    never a ``_mask`` buffer, so it cannot be mistaken for a pruning mask. Budget: ``epoch_share``
+    of the original epochs at ``lr_share`` × the original lr, constant, chosen on W1's validation
+    split. docs/results.md, "Where the defaults come from".
     """
 
-    saliency_share: float = 0.5
-    epoch_share: float = 0.1
-    lr_share: float = 0.3
+    saliency_share: float = 0.5  # share of (unpruned) weights that may move
+    epoch_share: float = 0.1  # epochs over D_r ∪ D_f, × the original epochs
+    lr_share: float = 0.3  # constant lr, × the original lr
 
     def __post_init__(self) -> None:
         check(0 < self.saliency_share <= 1, f"salun.saliency_share must lie in (0, 1], got {self.saliency_share}")

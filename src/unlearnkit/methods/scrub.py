@@ -29,35 +29,24 @@ class SCRUB:
     max-steps on D_f — maximise KL(teacher ‖ student) — and min-steps on D_r — minimise
     ``kl_weight · KL + ce_weight · CE`` (the paper's α and γ).
 
-    The run has ``rounds`` rounds (the reference's epochs): each of the first ``msteps`` rounds
-    starts with one pass of max-steps over D_f, then every round makes its share of the min-steps
-    over D_r, as in the reference code (meghdadk/SCRUB). The min-steps — ``epoch_share`` of the
-    original epochs over D_r — are spread evenly over the rounds, so a round is a slice of D_r
-    rather than a whole pass: the max/min alternation survives budgets below one epoch per round.
-    One SGD optimiser (momentum and weight decay of the original budget) serves both kinds of step,
-    as there. KL at ``temperature`` T, scaled by T² (the reference's DistillKL, T = 4); D_f batches
-    have ``forget_batch_size`` samples (the reference used 512 next to 256 for D_r on CIFAR). The
-    student starts equal to the teacher, where the KL and its gradient vanish: on a model without
-    batch-norm or dropout the first max pass moves it only by weight decay, yet counts in msteps,
-    as in the reference. Not implemented: the reference's unused SGDA averaging and the
-    "rewinding" variant SCRUB+R. Pruned weights stay at zero (gradients and weights masked).
-
-    Defaults were tuned on W1's validation split, seed 0: class-wise, 5 rounds at lr_share 0.02
-    reach validation Avg. Disparity 1.63 (3 rounds: 5.74 at 0.01, 3.86 at 0.03); lr_share ≥ 0.05
-    makes the max-steps diverge (NaN, refused). On random requests no setting tried moved the model
-    measurably (2.70 at 0.01–0.03, the untouched original's distance). The reference's CIFAR setting is 3
-    rounds, msteps 2, lr 5e-4 after an lr-0.1 original (lr_share 0.005), kl_weight 0.001,
-    ce_weight 0.99, with a constant rate as here (its lr drops come after its 3 epochs).
+    As in the reference code (meghdadk/SCRUB): ``rounds`` rounds, the first ``msteps`` of them
+    starting with one pass of max-steps over D_f; one SGD optimiser (the original momentum and weight
+    decay) for both kinds of step; KL at ``temperature`` T, scaled by T². Chosen here: the min-steps
+    (``epoch_share`` of the original epochs over D_r) are spread evenly over the rounds, so the
+    alternation survives budgets below one epoch per round; ``lr_share`` and ``rounds`` on W1's
+    validation split. The student starts equal to the teacher, where the KL's gradient vanishes.
+    Not implemented: SGDA averaging (unused there) and SCRUB+R. Pruned weights stay at zero.
+    docs/results.md, "Where the defaults come from".
     """
 
-    rounds: int = 5
-    msteps: int = 2
-    kl_weight: float = 1.0
-    ce_weight: float = 1.0
-    temperature: float = 4.0
-    forget_batch_size: int = 512
-    epoch_share: float = 0.1
-    lr_share: float = 0.02
+    rounds: int = 5  # the reference's epochs
+    msteps: int = 2  # rounds that start with a max-step pass over D_f
+    kl_weight: float = 1.0  # α: KL weight in the min-steps
+    ce_weight: float = 1.0  # γ: CE weight in the min-steps
+    temperature: float = 4.0  # distillation temperature T (the reference's)
+    forget_batch_size: int = 512  # D_f samples per max-step
+    epoch_share: float = 0.1  # min-step epochs over D_r, × the original epochs
+    lr_share: float = 0.02  # lr, × the original lr
 
     def __post_init__(self) -> None:
         check(self.rounds >= 1, f"scrub.rounds must be >= 1, got {self.rounds}")

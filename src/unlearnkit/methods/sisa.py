@@ -19,31 +19,24 @@ from .base import Outcome, check, register_method
 class Sisa:
     """Train ``shards`` × ``slices`` SISA models on D_r ∪ D_f, then delete D_f exactly.
 
-    The ensemble of the original training set is trained once and cached by content under
-    ``$UNLEARNKIT_CACHE/sisa`` (sisa/store.py): it plays the part of the original model, and its
-    one-off cost is training, not unlearning. Unlearning retrains only the shards that hold D_f,
-    each from the checkpoint before its first affected slice, leaving the cached ensemble untouched.
-    ``unlearn_measured`` times that deletion alone (the run tables report it) and returns its cost
-    (samples processed against a full SISA retrain, shards retrained, the training's time and
-    whether it came from the cache) and the starting ensemble (where damage is measured from).
-
-    Where the paper leaves room: stratified dealing into shards and slices (every shard sees every
-    class); each stage trains 2E/(R + 1) epochs of its cumulative slices with the original budget's
-    optimiser and schedule (restarted per stage), so a full SISA training costs as many samples as
-    one model's training; aggregation by mean softmax by default (graded confidences for the
-    membership audit; ``vote`` is the paper's majority vote, ties broken by mean softmax); fresh
-    weights per shard, so the input model supplies only the architecture and its pruning masks (a
-    sparse run trains sparse shards, as retrain does). The SISA seed is drawn from ``generator``.
-    Random forgetting of 10% touches every shard, and so costs a full retrain: SISA pays off for
-    few, small deletion requests (benchmarks/bench_sisa.py).
+    The ensemble of the original training set, cached by content under ``$UNLEARNKIT_CACHE/sisa``
+    (sisa/store.py), plays the original model; unlearning retrains only the shards holding D_f, each
+    from the checkpoint before its first affected slice. ``unlearn_measured`` times that deletion
+    alone and returns its cost bookkeeping and the starting ensemble. The SISA seed is drawn from
+    ``generator``. Where the paper leaves room: stratified dealing (every shard sees every class);
+    each stage trains 2E/(R + 1) epochs of its cumulative slices (the original optimiser and
+    schedule, restarted per stage), so a full SISA training costs as many samples as one model's;
+    mean-softmax aggregation by default (graded confidences for the membership audit); fresh weights
+    per shard, so the input model gives only the architecture and its pruning masks. A 10% random
+    request touches every shard and costs a full retrain: SISA pays off for few, small requests.
     """
 
     returns_ensemble: ClassVar[bool] = True  # the common checks compare each member with the input
 
-    shards: int = 5
-    slices: int = 4
-    stratified: bool = True
-    aggregation: str = "softmax"
+    shards: int = 5  # models trained on disjoint parts of the data
+    slices: int = 4  # checkpointed stages per shard
+    stratified: bool = True  # deal every class evenly into shards and slices
+    aggregation: str = "softmax"  # mean softmax; "vote": majority vote, ties broken by mean softmax
 
     def __post_init__(self) -> None:
         check(self.shards >= 1, f"sisa.shards must be >= 1, got {self.shards}")

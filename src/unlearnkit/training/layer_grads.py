@@ -17,7 +17,7 @@ the batch in dimension 0, a model in training mode. As a last guard the per-samp
 sum over the batch is checked against autograd's gradient of the summed loss (computed in the same
 backward pass); a mismatch (a weight also used outside its layer, say) also means ``None``. The
 check runs on a model's first batch of each input shape and parameter list, then is remembered for
-that model object (it costs about a quarter of the time; the failures it catches are structural). A
+that model object (it is not free, and the failures it catches are structural). A
 layer that permutes samples along an axis as long as the batch cannot be told apart from one that
 does not; such models must not be passed.
 """
