@@ -23,9 +23,9 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..errors import ConfigError, ForgetRequestError
-from ..methods.base import check_field_types
 from ..registry import Registry
 from ..training.evaluate import predict_logits
+from ..utils.validation import check_field_types
 
 KNOWLEDGE = ("data", "predictions", "weights")
 

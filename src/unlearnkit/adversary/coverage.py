@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..healing.neighbours import nearest
-from ..methods.base import check
 from ..training.evaluate import predict_features
+from ..utils.validation import check
 from .base import class_quotas, register_adversary, resolve_budget, to_ids
 
 SPACES = ("features", "pixels")

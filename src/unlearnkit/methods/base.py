@@ -6,12 +6,7 @@ given and returns a new one on the same device.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import math
-import types
-import typing
 from typing import Any, Callable, ClassVar, Iterator, Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -20,6 +15,9 @@ from torch import nn
 from ..data.splits import ForgetSplit
 from ..errors import ConfigError
 from ..registry import Registry
+from ..utils.modules import fresh_copy, model_device  # noqa: F401  (re-exported: their old home)
+from ..utils.seeding import seeded  # noqa: F401  (re-exported: its old home)
+from ..utils.validation import check, check_field_types, positive  # noqa: F401  (re-exported: their old home)
 
 
 @runtime_checkable
@@ -57,33 +55,6 @@ def register_method(name: str) -> Callable[[T], T]:
     return decorator
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is tuple:
-        return isinstance(value, tuple)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def check_field_types(obj: Any) -> None:
-    """Raise ConfigError if a dataclass field holds a value of the wrong type."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if not _matches(value, hints[f.name]):
-            raise ConfigError(f"{getattr(obj, 'name', type(obj).__name__)}.{f.name} must be {hints[f.name]}, "
-                              f"got {value!r}")
-
-
 def create_method(name: str, **params: Any) -> Unlearner:
     """Build a registered method with hyperparameters, e.g. ``create_method("ft", epoch_share=0.3)``.
 
@@ -108,35 +79,8 @@ def method_params(method: Unlearner) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()}
 
 
-def check(condition: bool, message: str) -> None:
-    """Raise ConfigError(message) unless ``condition`` holds (hyperparameter validation)."""
-    if not condition:
-        raise ConfigError(message)
-
-
-def positive(value: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def fresh_copy(model: nn.Module) -> nn.Module:
-    """A deep copy to update, so the caller's model is never touched."""
-    return copy.deepcopy(model)
-
-
-@contextlib.contextmanager
-def seeded(generator: torch.Generator) -> Iterator[None]:
-    """Seed the global RNG (dropout, layer init) from ``generator``, restoring it afterwards."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def cycle_batches(samples, batch_size: int, generator: torch.Generator, device) -> Iterator:
     """Endless shuffled batches of ``samples`` (a new permutation every pass)."""
     while True:
         yield from samples.batches(batch_size, shuffle=True, generator=generator, device=device)
 
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device

@@ -52,7 +52,10 @@ from ..data.splits import ForgetSplit
 from ..sparsity.masks import apply_masks
 from ..training.batchnorm import batch_statistics, batchnorms, recompute_running_statistics
 from ..training.loop import check_finite, masked_step
-from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+from ..utils.modules import fresh_copy, model_device
+from ..utils.seeding import seeded
+from ..utils.validation import check, positive
+from .base import cycle_batches, register_method
 
 FORMS = ("non-saturating", "minimax")
 CLASS_ZERO = ("alpha", "beta", "none")

@@ -10,7 +10,9 @@ from ..data.pool import Samples
 from ..data.splits import ForgetSplit
 from ..sparsity.masks import apply_masks
 from ..training.per_sample import fisher_diagonal
-from .base import check, fresh_copy, positive, register_method
+from ..utils.modules import fresh_copy
+from ..utils.validation import check, positive
+from .base import register_method
 
 HEAD_AND_BIAS_BOOST = 10.0  # their ×10 on the head's and on 1-D parameters' variance
 

@@ -11,7 +11,9 @@ from ..data.splits import ForgetSplit
 from ..sparsity.masks import apply_masks
 from ..training.evaluate import accuracy, predict_logits
 from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
-from .base import check, fresh_copy, positive, register_method
+from ..utils.modules import fresh_copy
+from ..utils.validation import check, positive
+from .base import register_method
 from .ff import retain_sample
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from torch import nn
 from ..backends import current_backend
 from ..data.splits import ForgetSplit
 from ..sisa import AGGREGATIONS, SisaConfig, SisaEnsemble, cached_store
-from .base import check, register_method
+from ..utils.validation import check
+from .base import register_method
 
 log = logging.getLogger(__name__)
 
