@@ -25,6 +25,7 @@ from ..data.pool import Samples
 from ..errors import ConfigError, ForgetRequestError
 from ..registry import Registry
 from ..training.evaluate import predict_logits
+from ..utils.sampling import largest_remainder
 from ..utils.validation import check_field_types
 
 KNOWLEDGE = ("data", "predictions", "weights")
@@ -148,13 +149,9 @@ def top_k_capped(scores: Tensor, labels: Tensor, k: int, *, keep_per_class: int 
 def class_quotas(labels: Tensor, k: int, *, keep_per_class: int = 1) -> Tensor:
     """How many of ``k`` to take from each class (index = class): proportional to class sizes,
     rounding leftovers to the largest remainders, capped at size − ``keep_per_class``."""
-    sizes = torch.bincount(labels).double()
-    exact = sizes * k / sizes.sum()
-    take = exact.floor().long()
-    short = k - int(take.sum())
-    if short > 0:
-        take[torch.argsort(exact - take, descending=True, stable=True)[:short]] += 1
-    cap = (sizes.long() - keep_per_class).clamp_min(0)
+    sizes = torch.bincount(labels)
+    take = largest_remainder(sizes, k)
+    cap = (sizes - keep_per_class).clamp_min(0)
     if (take > cap).any() or int(take.sum()) != k:
         raise ForgetRequestError(f"budget {k} is too large to take proportionally from every class "
                                  f"while keeping {keep_per_class} of each")

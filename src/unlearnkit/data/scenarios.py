@@ -17,8 +17,8 @@ from torch import Tensor
 
 from ..errors import ConfigError, ForgetRequestError
 from ..registry import Registry
+from ..utils.sampling import stratified_subset
 from .pool import Samples
-from .splits import stratified_subset
 
 ScenarioFn = Callable[[Samples, "ForgetRequest", torch.Generator], Tensor]
 SCENARIOS: Registry[ScenarioFn] = Registry("scenario")
