@@ -49,6 +49,7 @@ from ..sparsity.masks import apply_masks, masks_of
 from ..training.checkpoint import load_checkpoint, save_checkpoint, state_checksum
 from ..training.config import TrainConfig
 from ..training.loop import scaled, train
+from ..utils.files import write_atomic
 from ..utils.seeding import derive_seed, derived_generator
 from .ensemble import SisaEnsemble
 from .plan import ShardPlan, check_deletion, first_affected, ids_digest, make_plan, retrain_samples
@@ -362,12 +363,7 @@ def _save_state(path: Path, template: nn.Module, state: dict[str, Tensor], meta:
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    tmp = root / f"{MANIFEST}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
+    write_atomic(root / MANIFEST, json.dumps(manifest))
 
 
 def _remove_unreferenced(root: Path, checkpoints: list[list[str]]) -> None:
