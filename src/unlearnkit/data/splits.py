@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..budget import TrainConfig
 from ..errors import ConfigError
-from ..training.config import TrainConfig
 from ..utils.sampling import stratified_subset  # noqa: F401  (re-exported: its old home)
 from .dataset import Dataset
 from .pool import Samples

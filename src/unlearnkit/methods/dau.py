@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from ..attacks.samia import SamiaNet, attack_inputs, attacker_step, balanced_batch, inputs_of, sensitivity
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.batchnorm import batch_statistics, batchnorms, recompute_running_statistics
 from ..training.loop import check_finite, masked_step
 from ..utils.modules import fresh_copy, model_device

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.per_sample import fisher_diagonal
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive

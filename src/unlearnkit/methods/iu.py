@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.evaluate import accuracy, predict_logits
 from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
 from ..utils.modules import fresh_copy

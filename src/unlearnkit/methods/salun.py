@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks, masks_of
+from ..models.masks import apply_masks, masks_of
 from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.loop import check_finite, make_optimizer, masked_step, scaled
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded

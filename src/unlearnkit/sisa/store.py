@@ -40,12 +40,12 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..backends import Backend, LocalBackend
 from ..data.dataset import cache_root
 from ..data.pool import Pool, Samples
 from ..errors import CheckpointError, ConfigError, DataError
-from ..backends import Backend, LocalBackend
 from ..models.base import reinitialise
-from ..sparsity.masks import apply_masks, masks_of
+from ..models.masks import apply_masks, masks_of
 from ..training.checkpoint import load_checkpoint, save_checkpoint, state_checksum
 from ..training.config import TrainConfig
 from ..training.loop import scaled, train
