@@ -13,11 +13,10 @@ import torch
 from torch import nn
 
 from ..data.splits import ForgetSplit
-from ..errors import ConfigError
 from ..registry import Registry
 from ..utils.modules import fresh_copy, model_device  # noqa: F401  (re-exported: their old home)
 from ..utils.seeding import seeded  # noqa: F401  (re-exported: its old home)
-from ..utils.validation import check, check_field_types, positive  # noqa: F401  (re-exported: their old home)
+from ..utils.validation import check, check_field_types, checked_dataclass, positive  # noqa: F401  (check, check_field_types, positive: re-exported from their old home)
 
 
 @runtime_checkable
@@ -39,18 +38,7 @@ def register_method(name: str) -> Callable[[T], T]:
     """
 
     def decorator(cls: T) -> T:
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"method {name!r} must be a dataclass (its fields are its hyperparameters)")
-        cls.name = name
-        own_post_init = getattr(cls, "__post_init__", None)
-
-        def __post_init__(self) -> None:
-            check_field_types(self)
-            if own_post_init is not None:
-                own_post_init(self)
-
-        cls.__post_init__ = __post_init__
-        return METHODS.register(name)(cls)
+        return METHODS.register(name)(checked_dataclass(cls, kind="method", name=name))
 
     return decorator
 
@@ -62,12 +50,7 @@ def create_method(name: str, **params: Any) -> Unlearner:
         RegistryError: unknown method (lists the valid ones).
         ConfigError: an unknown hyperparameter (lists the valid ones) or an invalid value.
     """
-    cls = METHODS.get(name)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ConfigError(f"method {name!r} has no hyperparameter(s) {unknown}; valid: {sorted(fields)}")
-    return cls(**params)
+    return METHODS.create(name, **params)
 
 
 def list_methods(pattern: str = "*") -> list[str]:

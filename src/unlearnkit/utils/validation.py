@@ -5,7 +5,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ..errors import ConfigError
 
@@ -36,6 +36,40 @@ def _matches(value: Any, hint: Any) -> bool:
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True
+
+
+T = TypeVar("T", bound=type)
+
+
+def checked_dataclass(cls: T, *, kind: str, name: str, checks: Callable[[Any], None] | None = None) -> T:
+    """Name a hyperparameter dataclass ``name`` and validate every instance it makes: field types
+    first (:func:`check_field_types`), then ``checks``, then the class's own ``__post_init__``.
+
+    Raises:
+        TypeError: ``cls`` is not a dataclass.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{kind} {name!r} must be a dataclass (its fields are its hyperparameters)")
+    cls.name = name
+    own_post_init = getattr(cls, "__post_init__", None)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if checks is not None:
+            checks(self)
+        if own_post_init is not None:
+            own_post_init(self)
+
+    cls.__post_init__ = __post_init__
+    if own_post_init is None:  # the dataclass's __init__ calls __post_init__ only if it existed then
+        plain_init = cls.__init__
+
+        def __init__(self, **params: Any) -> None:
+            plain_init(self, **params)
+            __post_init__(self)
+
+        cls.__init__ = __init__
+    return cls
 
 
 def check_field_types(obj: Any) -> None:
