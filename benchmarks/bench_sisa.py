@@ -29,7 +29,7 @@ import torch
 from unlearnkit.backends import create_backend
 from unlearnkit.data.splits import base_split
 from unlearnkit.experiments import load_config, load_experiment
-from unlearnkit.utils.seeding import generator
+from unlearnkit.utils.seeding import derived_generator as generator
 from unlearnkit.sisa import SisaConfig, SisaStore, train_sisa
 from unlearnkit.sisa.plan import first_affected, retrain_samples, train_samples
 from unlearnkit.training import accuracy, predict_logits, train

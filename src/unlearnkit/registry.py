@@ -1,10 +1,11 @@
 """A small name → object registry shared by datasets, models, methods and attacks."""
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
-from .errors import RegistryError
+from .errors import ConfigError, RegistryError
 
 T = TypeVar("T")
 
@@ -38,6 +39,21 @@ class Registry(Generic[T]):
         except KeyError:
             valid = ", ".join(sorted(self._items)) or "(none)"
             raise RegistryError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
+
+    def create(self, name: str, **params: Any) -> Any:
+        """Build the dataclass registered under ``name`` from ``params`` (its fields).
+
+        Raises:
+            RegistryError: unknown name (lists the valid ones).
+            ConfigError: a parameter the dataclass has no field for (lists the valid ones), or what
+                the dataclass itself raises on an invalid value.
+        """
+        cls = self.get(name)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise ConfigError(f"{self.kind} {name!r} has no hyperparameter(s) {unknown}; valid: {sorted(fields)}")
+        return cls(**params)
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))

@@ -23,9 +23,10 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..errors import ConfigError, ForgetRequestError
-from ..methods.base import check_field_types
 from ..registry import Registry
 from ..training.evaluate import predict_logits
+from ..utils.sampling import largest_remainder
+from ..utils.validation import checked_dataclass
 
 KNOWLEDGE = ("data", "predictions", "weights")
 
@@ -50,30 +51,14 @@ def register_adversary(name: str, *, knowledge: str) -> Callable[[T], T]:
     if knowledge not in KNOWLEDGE:
         raise ValueError(f"knowledge must be one of {KNOWLEDGE}, got {knowledge!r}")
 
+    def keep_one(self: Any) -> None:
+        if self.keep_per_class < 1:
+            raise ConfigError(f"{name}.keep_per_class must be >= 1, got {self.keep_per_class}")
+
     def decorator(cls: T) -> T:
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"adversary {name!r} must be a dataclass (its fields are its hyperparameters)")
-        cls.name = name
+        checked_dataclass(cls, kind="adversary", name=name, checks=keep_one)
         if not isinstance(getattr(cls, "knowledge", None), property):
             cls.knowledge = knowledge
-        own_post_init = getattr(cls, "__post_init__", None)
-
-        def __post_init__(self) -> None:
-            check_field_types(self)
-            if self.keep_per_class < 1:
-                raise ConfigError(f"{name}.keep_per_class must be >= 1, got {self.keep_per_class}")
-            if own_post_init is not None:
-                own_post_init(self)
-
-        cls.__post_init__ = __post_init__
-        if own_post_init is None:  # the dataclass's __init__ calls __post_init__ only if it existed then
-            plain_init = cls.__init__
-
-            def __init__(self, **params: Any) -> None:
-                plain_init(self, **params)
-                __post_init__(self)
-
-            cls.__init__ = __init__
         return ADVERSARIES.register(name)(cls)
 
     return decorator
@@ -86,12 +71,7 @@ def create_adversary(name: str, **params: Any) -> DeletionAdversary:
         RegistryError: unknown strategy (lists the valid ones).
         ConfigError: an unknown hyperparameter (lists the valid ones) or an invalid value.
     """
-    cls = ADVERSARIES.get(name)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ConfigError(f"adversary {name!r} has no hyperparameter(s) {unknown}; valid: {sorted(fields)}")
-    return cls(**params)
+    return ADVERSARIES.create(name, **params)
 
 
 def list_adversaries(pattern: str = "*") -> list[str]:
@@ -148,13 +128,9 @@ def top_k_capped(scores: Tensor, labels: Tensor, k: int, *, keep_per_class: int 
 def class_quotas(labels: Tensor, k: int, *, keep_per_class: int = 1) -> Tensor:
     """How many of ``k`` to take from each class (index = class): proportional to class sizes,
     rounding leftovers to the largest remainders, capped at size − ``keep_per_class``."""
-    sizes = torch.bincount(labels).double()
-    exact = sizes * k / sizes.sum()
-    take = exact.floor().long()
-    short = k - int(take.sum())
-    if short > 0:
-        take[torch.argsort(exact - take, descending=True, stable=True)[:short]] += 1
-    cap = (sizes.long() - keep_per_class).clamp_min(0)
+    sizes = torch.bincount(labels)
+    take = largest_remainder(sizes, k)
+    cap = (sizes - keep_per_class).clamp_min(0)
     if (take > cap).any() or int(take.sum()) != k:
         raise ForgetRequestError(f"budget {k} is too large to take proportionally from every class "
                                  f"while keeping {keep_per_class} of each")

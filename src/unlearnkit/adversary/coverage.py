@@ -8,8 +8,9 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..healing.neighbours import nearest
-from ..methods.base import check
 from ..training.evaluate import predict_features
+from ..utils.sampling import random_positions
+from ..utils.validation import check
 from .base import class_quotas, register_adversary, resolve_budget, to_ids
 
 SPACES = ("features", "pixels")
@@ -21,7 +22,7 @@ def kmeans(x: Tensor, k: int, *, iterations: int, generator: torch.Generator) ->
     An emptied cluster is moved to the point farthest from its centroid, so all ``k`` stay in use.
     """
     x = x.double()
-    centroids = x[torch.randperm(len(x), generator=generator)[:k]].clone()
+    centroids = x[random_positions(len(x), k, generator)].clone()
     for _ in range(iterations):
         dist, assign = nearest(x, centroids)
         assign = assign.squeeze(1)
@@ -87,6 +88,6 @@ class CoverageAdversary:
                 rest = torch.ones(len(members), dtype=torch.bool)
                 rest[reps] = False
                 spare = torch.nonzero(rest).squeeze(1)
-                reps = torch.cat([reps, spare[torch.randperm(len(spare), generator=generator)[: int(quotas[c]) - len(reps)]]])
+                reps = torch.cat([reps, spare[random_positions(len(spare), int(quotas[c]) - len(reps), generator)]])
             chosen.append(members[reps])
         return to_ids(candidates, torch.cat(chosen))

@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data.pool import Samples
-from ..methods.base import check
 from ..training.per_sample import per_sample_grad_norms
+from ..utils.validation import check
 from .base import register_adversary, resolve_budget, to_ids, top_k_capped
 
 

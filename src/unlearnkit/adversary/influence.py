@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..errors import ConfigError
-from ..methods.base import check
 from ..training.per_sample import iter_flat_grads, mean_flat_grad
+from ..utils.validation import check
 from .base import register_adversary, resolve_budget, to_ids, top_k_capped
 
 

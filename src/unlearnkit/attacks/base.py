@@ -14,6 +14,16 @@ from torch import Tensor, nn
 from ..data.pool import Samples
 from ..registry import Registry
 from ..training.evaluate import predict_logits
+from ..utils.sampling import random_positions
+
+
+def shadow_positions(n_test: int, n_retain: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """The draws of the audits' attack protocol: a random half of D_test to fit on (shadow
+    non-members), the other half to evaluate on, and as many random D_r samples to fit on (shadow
+    members). Returns ``(shadow_out, target_out, shadow_in)`` positions, in that order of drawing."""
+    perm = torch.randperm(n_test, generator=generator)
+    half = n_test // 2
+    return perm[:half], perm[half:], random_positions(n_retain, half, generator)
 
 
 @runtime_checkable

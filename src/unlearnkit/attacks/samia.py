@@ -29,7 +29,8 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
 from ..data.pool import Samples
-from .base import register_attack
+from ..utils.sampling import random_positions
+from .base import register_attack, shadow_positions
 
 COPIES, EPS = 10, 1e-3
 
@@ -88,8 +89,8 @@ def balanced_batch(members: Tensor, nonmembers: Tensor, batch_size: int, generat
                    ) -> tuple[Tensor, Tensor]:
     """``batch_size // 2`` random rows of each side (fewer if a side is smaller), without replacement."""
     half = max(1, min(batch_size // 2, len(members), len(nonmembers)))
-    m = members[torch.randperm(len(members), generator=generator)[:half].to(members.device)]
-    n = nonmembers[torch.randperm(len(nonmembers), generator=generator)[:half].to(nonmembers.device)]
+    m = members[random_positions(len(members), half, generator).to(members.device)]
+    n = nonmembers[random_positions(len(nonmembers), half, generator).to(nonmembers.device)]
     return m, n
 
 
@@ -109,12 +110,6 @@ def make_attacker_optimizer(net: nn.Module, name: str, lr: float) -> torch.optim
     if name == "adam":
         return torch.optim.Adam(net.parameters(), lr=lr)
     return torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-
-
-def _cap(samples: Samples, limit: int | None, generator: torch.Generator) -> Samples:
-    if limit is None or len(samples) <= limit:
-        return samples
-    return samples.take(torch.randperm(len(samples), generator=generator)[:limit])
 
 
 @register_attack("samia")
@@ -146,8 +141,8 @@ class SamiaAttack:
         if len(members) == 0 or len(nonmembers) == 0:
             raise ValueError("the SAMIA attack needs members and non-members to fit")
         g = torch.Generator().manual_seed(self.seed)
-        im = self._inputs(model, _cap(members, self.max_samples, g), g)
-        inn = self._inputs(model, _cap(nonmembers, self.max_samples, g), g)
+        im = self._inputs(model, members.capped(self.max_samples, generator=g), g)
+        inn = self._inputs(model, nonmembers.capped(self.max_samples, generator=g), g)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = SamiaNet(im.shape[1] // 3).to(im.device)
@@ -179,13 +174,11 @@ def samia_audit(model: nn.Module, split, *, seed: int = 0, max_target: int | Non
     ``params`` go to :class:`SamiaAttack`.
     """
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(split.test), generator=g)
-    half = len(perm) // 2
-    shadow_out, target_out = split.test.take(perm[:half]), split.test.take(perm[half:])
-    shadow_in = split.retain.take(torch.randperm(len(split.retain), generator=g)[:half])
+    out_pos, target_pos, in_pos = shadow_positions(len(split.test), len(split.retain), g)
+    shadow_out, target_out, shadow_in = split.test.take(out_pos), split.test.take(target_pos), split.retain.take(in_pos)
     attack = SamiaAttack(seed=seed, **params).fit(model, shadow_in, shadow_out)
-    sf = attack.score(model, _cap(split.forget, max_target, g))
-    sn = attack.score(model, _cap(target_out, max_target, g))
+    sf = attack.score(model, split.forget.capped(max_target, generator=g))
+    sn = attack.score(model, target_out.capped(max_target, generator=g))
     tpr, tnr = (sf >= 0).double().mean().item(), (sn < 0).double().mean().item()
     truth = torch.cat([torch.ones(len(sf)), torch.zeros(len(sn))]).numpy()
     auc = float(roc_auc_score(truth, torch.cat([sf, sn]).numpy()))

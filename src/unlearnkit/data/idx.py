@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..utils.files import write_atomic
 from .dataset import Dataset, make_dataset, register_dataset, search_dirs, labels_tensor
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -64,10 +65,8 @@ def _download(url: str, folder: Path) -> None:
         target = folder / f"{stem}.gz"
         if target.exists():
             continue
-        tmp = target.with_suffix(".part")
-        with urllib.request.urlopen(url + f"{stem}.gz", timeout=30) as r, open(tmp, "wb") as f:
-            f.write(r.read())
-        os.replace(tmp, target)
+        with urllib.request.urlopen(url + f"{stem}.gz", timeout=30) as r:
+            write_atomic(target, r.read())
 
 
 def load_idx_dataset(name: str, *, data_dir=None, download: bool = True, url: str,

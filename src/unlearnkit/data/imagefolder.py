@@ -5,13 +5,13 @@ Images are decoded and resized once, then cached as uint8 tensors keyed by the t
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from ..utils.files import write_atomic
 from .dataset import Dataset, cache_root, make_dataset, register_dataset
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -72,9 +72,6 @@ def imagefolder(*, path: str | None = None, size: int = 64, data_dir=None, downl
         x_tr, y_tr = _decode(train_files, classes, size)
         x_te, y_te = _decode(test_files, classes, size)
         tensors = {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".part")
-        torch.save(tensors, tmp)
-        os.replace(tmp, cache)
+        write_atomic(cache, lambda tmp: torch.save(tensors, tmp))
     return make_dataset(root.name, tensors["x_train"], tensors["y_train"], tensors["x_test"],
                         tensors["y_test"], len(classes), tuple(classes))

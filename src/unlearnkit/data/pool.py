@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..utils.sampling import random_positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +114,18 @@ class Samples:
         """The samples at the given positions of this set (not IDs)."""
         targets = None if self.targets is None else self.targets[positions]
         return Samples(self.pool, self.ids[positions], targets)
+
+    def random_subset(self, count: int | None, *, generator: torch.Generator) -> "Samples":
+        """``count`` of these samples drawn without replacement, in random order (all of them,
+        shuffled, if fewer). Always draws one permutation from ``generator``."""
+        return self.take(random_positions(len(self), count, generator))
+
+    def capped(self, limit: int | None, *, generator: torch.Generator) -> "Samples":
+        """These samples themselves if there are at most ``limit`` (or ``limit`` is None; no draw),
+        else :meth:`random_subset` of ``limit``."""
+        if limit is None or len(self) <= limit:
+            return self
+        return self.random_subset(limit, generator=generator)
 
     def union(self, other: "Samples") -> "Samples":
         if other.pool is not self.pool:

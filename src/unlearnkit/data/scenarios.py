@@ -17,8 +17,9 @@ from torch import Tensor
 
 from ..errors import ConfigError, ForgetRequestError
 from ..registry import Registry
+from ..utils.sampling import stratified_subset
 from .pool import Samples
-from .splits import stratified_subset
+from .requests import validate_request
 
 ScenarioFn = Callable[[Samples, "ForgetRequest", torch.Generator], Tensor]
 SCENARIOS: Registry[ScenarioFn] = Registry("scenario")
@@ -46,38 +47,15 @@ class ForgetRequest:
 def validate_forget_ids(ids: Tensor, train: Samples, pool_size: int, *, named_class: int | None = None) -> Tensor:
     """Check a deletion request against the training set; return the IDs as a sorted int64 tensor.
 
-    Refused: non-integer IDs, an empty request, IDs outside ``[0, pool_size)``, duplicates, IDs not
-    in the training set (e.g. validation samples), the whole training set, and a request that
-    removes every sample of a class other than ``named_class``.
+    Refused (by :func:`~unlearnkit.data.requests.validate_request`): non-integer IDs, an empty
+    request, IDs outside ``[0, pool_size)``, duplicates, IDs not in the training set (e.g.
+    validation samples), the whole training set, and a request that removes every sample of a
+    class other than ``named_class``.
 
     Raises:
         ForgetRequestError: naming the first offending IDs.
     """
-    ids = torch.as_tensor(ids)
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dim() != 1:
-        raise ForgetRequestError(f"forget ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
-    ids = ids.long()
-    if ids.numel() == 0:
-        raise ForgetRequestError("the forget request is empty")
-    bad = ids[(ids < 0) | (ids >= pool_size)]
-    if bad.numel():
-        raise ForgetRequestError(f"forget ids out of range: {bad[:5].tolist()} (the training file has ids 0..{pool_size - 1})")
-    uniq, counts = torch.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise ForgetRequestError(f"duplicate forget ids: {uniq[counts > 1][:5].tolist()}")
-    outside = ids[~torch.isin(ids, train.ids)]
-    if outside.numel():
-        raise ForgetRequestError(f"{outside.numel()} forget ids are not in the training set "
-                                 f"(validation, held-out or already deleted): {outside[:5].tolist()}")
-    if ids.numel() == len(train):
-        raise ForgetRequestError("the forget request names the whole training set; nothing would remain")
-    labels = train.labels
-    remaining = labels[~torch.isin(train.ids, ids)]
-    emptied = sorted(set(torch.unique(labels).tolist()) - set(torch.unique(remaining).tolist()) - {named_class})
-    if emptied:
-        raise ForgetRequestError(f"the forget request removes every training sample of class(es) {emptied}; "
-                                 f"use the class scenario to forget a whole class")
-    return uniq
+    return validate_request(ids, train.ids, pool_size=pool_size, labels=train.labels, named_class=named_class)
 
 
 def read_ids_file(path: str | Path) -> Tensor:

@@ -6,35 +6,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..budget import TrainConfig
 from ..errors import ConfigError
-from ..training.config import TrainConfig
+from ..utils.sampling import stratified_subset  # noqa: F401  (re-exported: its old home)
 from .dataset import Dataset
 from .pool import Samples
-
-
-def stratified_subset(labels: Tensor, ids: Tensor, fraction: float | None = None, *, count: int | None = None,
-                      generator: torch.Generator) -> Tensor:
-    """Pick ``fraction`` (or ``count``) of ``ids``, the same share from every class; sorted IDs out.
-
-    Per class the number taken is rounded from its share; leftovers from rounding go to the
-    classes with the largest remainders so the total is exact.
-    """
-    y = labels[ids]
-    classes = torch.unique(y)
-    sizes = torch.stack([(y == c).sum() for c in classes]).double()
-    total = round(fraction * len(ids)) if count is None else count
-    if not 0 <= total <= len(ids):
-        raise ConfigError(f"cannot take {total} of {len(ids)} samples")
-    exact = sizes * total / max(1, len(ids))
-    take = exact.floor().long()
-    short = total - int(take.sum())
-    if short > 0:
-        take[torch.argsort(exact - take, descending=True)[:short]] += 1
-    chosen = []
-    for c, k in zip(classes, take.tolist()):
-        members = ids[y == c]
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
-    return torch.sort(torch.cat(chosen)).values
 
 
 @dataclass(frozen=True, eq=False)

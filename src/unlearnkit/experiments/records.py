@@ -76,7 +76,7 @@ class RecordStore:
 
 def save_samples(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write a record's per-sample arrays (its companion ``samples/<key>.npz``) atomically."""
-    write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".npz")
+    write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 __all__ = ["Kind", "Record", "RecordStore", "is_complete", "record_kind", "save_samples", "write_atomic"]

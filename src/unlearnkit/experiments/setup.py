@@ -32,7 +32,8 @@ from ..sparsity.masks import attach_masks, masks_of, prunable, sparsity_of
 from ..sparsity.omp import omp_rewind
 from ..training.loop import train
 from ..utils.files import write_atomic
-from ..utils.seeding import derive_seed, generator
+from ..utils.seeding import derive_seed
+from ..utils.seeding import derived_generator as generator
 from .cache import ModelCache
 from .config import AdversarialConfig, ExperimentConfig, RunConfig, digest, to_dict
 
@@ -218,7 +219,7 @@ class SeedOriginal:
                                generator=generator(self.seed, "adversary", strategy, budget), reference=self.base.val)
         ids = validate_forget_ids(ids, self.base.train, len(self.base.train.pool))
         log.info("seed %d: %s picked %d ids in %.1f s", self.seed, strategy, len(ids), time.perf_counter() - start)
-        write_atomic(path, lambda tmp: np.save(tmp, ids.numpy()), suffix=".npy")
+        write_atomic(path, lambda tmp: np.save(tmp, ids.numpy()))
         return ids
 
 

@@ -15,8 +15,10 @@ from torch import nn
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
 from ..errors import ConfigError
-from ..methods.base import check, check_field_types, fresh_copy, positive, seeded
 from ..training.loop import scaled, train
+from ..utils.modules import fresh_copy
+from ..utils.seeding import seeded
+from ..utils.validation import check, check_field_types, positive
 from .reserve import SpareReserve
 
 HEAL_DATA = ("remaining", "replacements", "random")

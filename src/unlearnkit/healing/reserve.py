@@ -4,9 +4,10 @@ Bookkeeping. A reserve tracks every ID it started with — the training set plus
 pool — and gives each exactly one status: *training*, *deleted* or *reserve*. A request moves the
 deleted IDs from training to deleted and the spares handed out from reserve to training, so the
 three sets always add up to the original set, and a spare leaves the reserve the moment it is
-handed out. A request is checked whole before anything changes: non-integer or empty requests,
-duplicates, unknown IDs, IDs already deleted and IDs still in the reserve raise
-``ForgetRequestError`` and leave the reserve as it was.
+handed out. A request is checked whole before anything changes, by the rules every forget request
+passes (:func:`~unlearnkit.data.requests.validate_request`): non-integer or empty requests,
+duplicates, IDs already deleted, IDs still in the reserve, unknown IDs and the whole training set
+raise ``ForgetRequestError`` and leave the reserve as it was.
 
 Replacement policy ("parallel greedy in request order"). Every deleted sample has a list of its
 ``candidates`` nearest spares (same class by default). In rounds, every sample still waiting
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..data.pool import Samples
+from ..data.requests import validate_request
 from ..errors import ConfigError, ForgetRequestError
 from .neighbours import nearest
 from .similarity import Embedder
@@ -119,24 +121,11 @@ class SpareReserve:
         Raises:
             ForgetRequestError: naming the first offending IDs.
         """
-        ids = torch.as_tensor(ids)
-        if ids.numel() == 0:
-            raise ForgetRequestError("the deletion request is empty")
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dim() != 1:
-            raise ForgetRequestError(f"deletion ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
-        ids = ids.long()
-        uniq, counts = torch.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise ForgetRequestError(f"duplicate deletion ids: {uniq[counts > 1][:5].tolist()}")
-        slots = torch.searchsorted(self.ids, ids).clamp_max(len(self.ids) - 1)
-        unknown = ids[self.ids[slots] != ids]
-        if unknown.numel():
-            raise ForgetRequestError(f"unknown ids (never in training or the reserve): {unknown[:5].tolist()}")
-        status = self.status[slots]
-        for code, what in ((DELETED, "already deleted"), (RESERVE, "spares in the reserve, not in training")):
-            bad = ids[status == code]
-            if bad.numel():
-                raise ForgetRequestError(f"{bad.numel()} deletion ids are {what}: {bad[:5].tolist()}")
+        validate_request(ids, self.train_ids, outside=[("already deleted", self.deleted_ids),
+                                                       ("spares in the reserve, not in training", self.reserve_ids)],
+                         unknown="unknown ids, never in training or the reserve")
+        ids = torch.as_tensor(ids).long()
+        slots = torch.searchsorted(self.ids, ids)
         return slots
 
     def request(self, ids: Tensor, *, policy: str = "nearest", generator: torch.Generator | None = None) -> Replacements:

@@ -6,21 +6,18 @@ given and returns a new one on the same device.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import math
 import time
-import types
-import typing
 from typing import Any, Callable, ClassVar, Iterator, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
 
 from ..data.splits import ForgetSplit
-from ..errors import ConfigError
 from ..registry import Registry
+from ..utils.modules import fresh_copy, model_device  # noqa: F401  (re-exported: their old home)
+from ..utils.seeding import seeded  # noqa: F401  (re-exported: its old home)
+from ..utils.validation import check, check_field_types, checked_dataclass, positive  # noqa: F401  (check, check_field_types, positive: re-exported from their old home)
 
 
 @runtime_checkable
@@ -75,47 +72,9 @@ def register_method(name: str) -> Callable[[T], T]:
     """
 
     def decorator(cls: T) -> T:
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"method {name!r} must be a dataclass (its fields are its hyperparameters)")
-        cls.name = name
-        own_post_init = getattr(cls, "__post_init__", None)
-
-        def __post_init__(self) -> None:
-            check_field_types(self)
-            if own_post_init is not None:
-                own_post_init(self)
-
-        cls.__post_init__ = __post_init__
-        return METHODS.register(name)(cls)
+        return METHODS.register(name)(checked_dataclass(cls, kind="method", name=name))
 
     return decorator
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is tuple:
-        return isinstance(value, tuple)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def check_field_types(obj: Any) -> None:
-    """Raise ConfigError if a dataclass field holds a value of the wrong type."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if not _matches(value, hints[f.name]):
-            raise ConfigError(f"{getattr(obj, 'name', type(obj).__name__)}.{f.name} must be {hints[f.name]}, "
-                              f"got {value!r}")
 
 
 def create_method(name: str, **params: Any) -> Unlearner:
@@ -125,12 +84,7 @@ def create_method(name: str, **params: Any) -> Unlearner:
         RegistryError: unknown method (lists the valid ones).
         ConfigError: an unknown hyperparameter (lists the valid ones) or an invalid value.
     """
-    cls = METHODS.get(name)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ConfigError(f"method {name!r} has no hyperparameter(s) {unknown}; valid: {sorted(fields)}")
-    return cls(**params)
+    return METHODS.create(name, **params)
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -142,35 +96,8 @@ def method_params(method: Unlearner) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()}
 
 
-def check(condition: bool, message: str) -> None:
-    """Raise ConfigError(message) unless ``condition`` holds (hyperparameter validation)."""
-    if not condition:
-        raise ConfigError(message)
-
-
-def positive(value: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def fresh_copy(model: nn.Module) -> nn.Module:
-    """A deep copy to update, so the caller's model is never touched."""
-    return copy.deepcopy(model)
-
-
-@contextlib.contextmanager
-def seeded(generator: torch.Generator) -> Iterator[None]:
-    """Seed the global RNG (dropout, layer init) from ``generator``, restoring it afterwards."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def cycle_batches(samples, batch_size: int, generator: torch.Generator, device) -> Iterator:
     """Endless shuffled batches of ``samples`` (a new permutation every pass)."""
     while True:
         yield from samples.batches(batch_size, shuffle=True, generator=generator, device=device)
 
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device

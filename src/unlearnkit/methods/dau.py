@@ -24,10 +24,13 @@ from torch import Tensor, nn
 from ..attacks.samia import SamiaNet, attack_inputs, attacker_step, balanced_batch, inputs_of, sensitivity
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.batchnorm import batch_statistics, batchnorms, recompute_running_statistics
 from ..training.loop import check_finite, masked_step
-from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+from ..utils.modules import fresh_copy, model_device
+from ..utils.seeding import seeded
+from ..utils.validation import check, positive
+from .base import cycle_batches, register_method
 
 FORMS = ("non-saturating", "minimax")
 CLASS_ZERO = ("alpha", "beta", "none")
@@ -52,7 +55,7 @@ def adversarial_loss(logits: Tensor, form: str) -> Tensor:
 
 def draw(samples: Samples, n: int, generator: torch.Generator, device) -> tuple[Tensor, Tensor]:
     """``n`` random samples without replacement (all of them if fewer), as ``(inputs, labels)``."""
-    return next(samples.take(torch.randperm(len(samples), generator=generator)[:n]).batches(n, device=device))
+    return next(samples.random_subset(n, generator=generator).batches(n, device=device))
 
 
 @register_method("dau")
@@ -120,8 +123,8 @@ class DAU:
             attacker = SamiaNet(split.num_classes).to(device)
             att_opt = torch.optim.Adam(attacker.parameters(), lr=self.attacker_lr)
             if self.alpha > 0 and self.pretrain_steps > 0:
-                sample = lambda s: s.take(torch.randperm(len(s), generator=generator)[:self.pretrain_samples])  # noqa: E731
-                im, iv = (inputs_of(new, sample(s), **noise) for s in (split.forget, split.val))
+                im, iv = (inputs_of(new, s.random_subset(self.pretrain_samples, generator=generator), **noise)
+                          for s in (split.forget, split.val))
                 for _ in range(self.pretrain_steps):
                     attacker_step(attacker, att_opt, *balanced_batch(im, iv, 2 * n, generator))
             switched = self.class_zero_below >= 1  # the paper's fixed schedule needs no measurement
@@ -143,8 +146,8 @@ class DAU:
                         inv = attack_inputs(pv, sensitivity(new, xv, pv, **noise), yv)
                     for k in range(self.attacker_steps):
                         if k > 0:
-                            inf_k, inv_k = (inputs_of(new, s.take(torch.randperm(len(s), generator=generator)[:n]),
-                                                      **noise) for s in (split.forget, split.val))
+                            inf_k, inv_k = (inputs_of(new, s.random_subset(n, generator=generator), **noise)
+                                            for s in (split.forget, split.val))
                         check_finite(attacker_step(attacker, att_opt, *((inf, inv) if k == 0 else (inf_k, inv_k))),
                                      f"{self.name} attacker at iteration {it + 1}{self._advice()}")
                     attacker.eval().requires_grad_(False)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import check, register_method
+from ..utils.validation import check
+from .base import register_method
 from .dau import DAU
 
 

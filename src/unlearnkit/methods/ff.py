@@ -6,20 +6,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.per_sample import fisher_diagonal
-from .base import check, fresh_copy, positive, register_method
+from ..utils.modules import fresh_copy
+from ..utils.validation import check, positive
+from .base import register_method
 
 HEAD_AND_BIAS_BOOST = 10.0  # their ×10 on the head's and on 1-D parameters' variance
-
-
-def retain_sample(retain: Samples, count: int, generator: torch.Generator) -> Samples:
-    """``count`` samples of D_r drawn without replacement (all of D_r if it is smaller)."""
-    if count >= len(retain):
-        return retain
-    return retain.take(torch.randperm(len(retain), generator=generator)[:count])
 
 
 def head_names(model: nn.Module) -> set[str]:
@@ -80,7 +74,7 @@ class FisherForgetting:
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
-        fisher = fisher_diagonal(new, retain_sample(split.retain, self.num_samples, generator))
+        fisher = fisher_diagonal(new, split.retain.capped(self.num_samples, generator=generator))
         std = fisher_noise_std(new, fisher, self.alpha, cap=self.variance_cap, head_cap=self.head_variance_cap)
         with torch.no_grad():
             for name, p in new.named_parameters():

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.evaluate import accuracy, predict_logits
 from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
-from .base import check, fresh_copy, positive, register_method
-from .ff import retain_sample
+from ..utils.modules import fresh_copy
+from ..utils.validation import check, positive
+from .base import register_method
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class InfluenceUnlearning:
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
         forget_grad = mean_flat_grad(new, split.forget)
-        grads = stack_flat_grads(new, retain_sample(split.retain, self.num_samples, generator))
+        grads = stack_flat_grads(new, split.retain.capped(self.num_samples, generator=generator))
         step = woodfisher_solve(grads, forget_grad, damping=self.damping)
         del grads
         alpha = self.class_alpha if split.forget_class is not None else self.alpha
@@ -66,7 +67,7 @@ class InfluenceUnlearning:
         if not self.retain_guard:
             self._move(new, params, start, step, 1.0)
             return new
-        probe = retain_sample(split.retain, self.guard_samples, generator)
+        probe = split.retain.capped(self.guard_samples, generator=generator)
         before = accuracy(predict_logits(new, probe), probe.labels)
         for scale in (0.5**k for k in range(self.guard_halvings + 1)):
             self._move(new, params, start, step, scale)

@@ -9,7 +9,10 @@ from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
 from ..training.loop import scaled, train
-from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+from ..utils.modules import fresh_copy, model_device
+from ..utils.seeding import seeded
+from ..utils.validation import check, positive
+from .base import cycle_batches, register_method
 
 
 @register_method("neggrad+")

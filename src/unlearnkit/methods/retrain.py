@@ -9,7 +9,10 @@ from torch import nn
 from ..data.splits import ForgetSplit
 from ..models.base import reinitialise
 from ..training.loop import scaled, train
-from .base import check, fresh_copy, positive, register_method, seeded
+from ..utils.modules import fresh_copy
+from ..utils.seeding import seeded
+from ..utils.validation import check, positive
+from .base import register_method
 
 
 @register_method("retrain")

@@ -10,9 +10,12 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks, masks_of
+from ..models.masks import apply_masks, masks_of
 from ..training.loop import scaled, train
-from .base import check, fresh_copy, model_device, positive, register_method, seeded
+from ..utils.modules import fresh_copy, model_device
+from ..utils.seeding import seeded
+from ..utils.validation import check, positive
+from .base import register_method
 from .rl import random_other_labels
 
 

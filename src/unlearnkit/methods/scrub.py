@@ -10,9 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..sparsity.masks import apply_masks
+from ..models.masks import apply_masks
 from ..training.loop import check_finite, make_optimizer, masked_step, scaled
-from .base import check, cycle_batches, fresh_copy, model_device, positive, register_method, seeded
+from ..utils.modules import fresh_copy, model_device
+from ..utils.seeding import seeded
+from ..utils.validation import check, positive
+from .base import cycle_batches, register_method
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:

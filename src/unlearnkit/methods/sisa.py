@@ -11,7 +11,8 @@ from torch import nn
 from ..backends import current_backend
 from ..data.splits import ForgetSplit
 from ..sisa import AGGREGATIONS, SisaConfig, SisaEnsemble, cached_store
-from .base import Outcome, check, register_method
+from ..utils.validation import check
+from .base import Outcome, register_method
 
 
 @register_method("sisa")

@@ -15,7 +15,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from ..attacks.base import outputs
+from ..attacks.base import outputs, shadow_positions
 from ..attacks.metric_attacks import STATISTICS, ThresholdAttack
 from ..attacks.svc_mia import mia_efficacy
 from ..data.splits import ForgetSplit
@@ -54,10 +54,8 @@ def _take(out: Outputs, idx: Tensor) -> Outputs:
 def metric_attack_scores(retain: Outputs, test: Outputs, forget: Outputs, *, seed: int = 0) -> dict[str, float]:
     """Balanced accuracy and AUC (percent) of the four metric attacks on (D_f vs half of D_test)."""
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(test[1]), generator=g)
-    half = len(perm) // 2
-    shadow_out, target_out = _take(test, perm[:half]), _take(test, perm[half:])
-    shadow_in = _take(retain, torch.randperm(len(retain[1]), generator=g)[:half])
+    out_pos, target_pos, in_pos = shadow_positions(len(test[1]), len(retain[1]), g)
+    shadow_out, target_out, shadow_in = _take(test, out_pos), _take(test, target_pos), _take(retain, in_pos)
     result: dict[str, float] = {}
     for name in STATISTICS:
         attack = ThresholdAttack(statistic=name).fit_outputs(shadow_in, shadow_out)

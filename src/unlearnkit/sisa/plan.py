@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, ConfigError, ForgetRequestError
+from ..data.requests import validate_request
+from ..errors import CheckpointError, ConfigError
 
 
 def ids_digest(ids: Tensor) -> str:
@@ -129,33 +130,15 @@ def make_plan(ids: Tensor, labels: Tensor, *, shards: int, slices: int, generato
 def check_deletion(plan: ShardPlan, deleted: Tensor, ids: Tensor) -> Tensor:
     """Validate a deletion request against the plan; return the IDs as a sorted int64 tensor.
 
+    The rules are :func:`~unlearnkit.data.requests.validate_request`'s, the training set being the
+    IDs the plan still holds (``deleted`` ones are refused as already deleted).
+
     Raises:
         ForgetRequestError: empty, not integers, duplicated, already deleted, unknown to the plan, or
             every ID the plan still holds.
     """
-    try:
-        ids = torch.as_tensor(ids)
-    except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists, ints beyond int64
-        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers ({e})") from e
-    if ids.numel() == 0:
-        raise ForgetRequestError("the deletion request is empty")
-    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ForgetRequestError(f"deletion ids must be a 1-D list of integers, got {ids.dtype} {tuple(ids.shape)}")
-    ids = ids.to(torch.int64)
-    uniq, counts = torch.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise ForgetRequestError(f"duplicate deletion ids: {uniq[counts > 1][:5].tolist()}")
-    again = ids[torch.isin(ids, deleted)]
-    if again.numel():
-        raise ForgetRequestError(f"{again.numel()} ids were already deleted: {again[:5].tolist()}")
-    shard, _ = plan.locate(ids)
-    unknown = ids[shard < 0]
-    if unknown.numel():
-        raise ForgetRequestError(f"{unknown.numel()} ids were never in this SISA training set: {unknown[:5].tolist()}")
-    if len(ids) == len(plan.ids()):
-        raise ForgetRequestError(f"the request deletes all {len(ids)} remaining training ids: no shard would be left "
-                                 "to predict with")
-    return torch.sort(ids).values
+    return validate_request(ids, plan.ids(), outside=[("already deleted", deleted)],
+                            unknown="never in this SISA training set")
 
 
 def first_affected(plan: ShardPlan, ids: Tensor) -> dict[int, int]:

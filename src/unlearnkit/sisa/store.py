@@ -40,30 +40,23 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..backends import Backend, LocalBackend
 from ..data.dataset import cache_root
 from ..data.pool import Pool, Samples
 from ..errors import CheckpointError, ConfigError, DataError
-from ..backends import Backend, LocalBackend
 from ..models.base import reinitialise
-from ..sparsity.masks import apply_masks, masks_of
+from ..models.masks import apply_masks, masks_of
 from ..training.checkpoint import load_checkpoint, save_checkpoint, state_checksum
 from ..training.config import TrainConfig
 from ..training.loop import scaled, train
+from ..utils.files import write_atomic
+from ..utils.seeding import derive_seed, derived_generator
 from .ensemble import SisaEnsemble
 from .plan import ShardPlan, check_deletion, first_affected, ids_digest, make_plan, retrain_samples
 
 FORMAT = "unlearnkit-sisa/1"
 log = logging.getLogger("unlearnkit")
 MANIFEST = "sisa.json"
-
-
-def stage_seed(*parts: Any) -> int:
-    """A 62-bit seed named by its parts (the SISA seed, a purpose, shard and slice indices)."""
-    return int(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:15], 16)
-
-
-def stage_generator(*parts: Any) -> torch.Generator:
-    return torch.Generator().manual_seed(stage_seed(*parts))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +133,7 @@ def train_shard(common: tuple[nn.Module, Pool, SisaConfig], job: ShardJob) -> Sh
     begin = time.perf_counter()
     model = copy.deepcopy(template)
     if job.state is None:
-        reinitialise(model, stage_generator(config.seed, "init", job.shard))
+        reinitialise(model, derived_generator(config.seed, "init", job.shard))
         apply_masks(model)
     else:
         model.load_state_dict(job.state)
@@ -149,9 +142,9 @@ def train_shard(common: tuple[nn.Module, Pool, SisaConfig], job: ShardJob) -> Sh
         ids = torch.cat(job.slices[: stage + 1])
         if len(ids):  # a shard emptied by deletions up to here keeps its current weights
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(stage_seed(config.seed, "dropout", job.shard, stage))
+                torch.manual_seed(derive_seed(config.seed, "dropout", job.shard, stage))
                 stats = train(model, Samples(pool, ids), config.stage_budget,
-                              generator=stage_generator(config.seed, "stage", job.shard, stage),
+                              generator=derived_generator(config.seed, "stage", job.shard, stage),
                               desc=f"sisa shard {job.shard} slice {stage}")
             samples += stats.samples
         states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
@@ -370,12 +363,7 @@ def _save_state(path: Path, template: nn.Module, state: dict[str, Tensor], meta:
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    tmp = root / f"{MANIFEST}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
+    write_atomic(root / MANIFEST, json.dumps(manifest))
 
 
 def _remove_unreferenced(root: Path, checkpoints: list[list[str]]) -> None:
@@ -414,7 +402,7 @@ def train_sisa(template: nn.Module, samples: Samples, config: SisaConfig, root: 
         raise ConfigError("SISA trains on the pool's labels; relabelled samples are not supported")
     if plan is None:
         plan = make_plan(samples.ids, samples.labels, shards=config.shards, slices=config.slices,
-                         stratified=config.stratified, generator=stage_generator(config.seed, "plan"))
+                         stratified=config.stratified, generator=derived_generator(config.seed, "plan"))
     elif (plan.num_shards, plan.num_slices) != (config.shards, config.slices):
         raise ConfigError(f"the plan has {plan.num_shards} × {plan.num_slices} parts, the config "
                           f"{config.shards} × {config.slices}")

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from ..data.pool import Samples
+from ..models.masks import attach_masks, global_magnitude_masks
 from ..training.config import TrainConfig
 from ..training.loop import train
-from .masks import attach_masks, global_magnitude_masks
 
 DEFAULT_REWIND = 0.05
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..utils.files import write_atomic
 
 FORMAT = "unlearnkit-checkpoint/1"
 
@@ -32,10 +33,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "meta": json.dumps(meta, sort_keys=True), "state": state,
                "checksum": state_checksum(state)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

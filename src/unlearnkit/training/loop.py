@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from ..data.pool import Augment, Samples
 from ..errors import TrainingError
+from ..models.masks import apply_masks, mask_gradients
 from ..progress import progress_bar
-from ..sparsity.masks import apply_masks, mask_gradients
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -84,7 +84,7 @@ def train(
     """Train ``model`` in place on ``samples`` with SGD under ``config``; return the statistics.
 
     Batches are drawn by shuffling an index tensor with ``generator``, so the same generator state
-    gives the same weights on CPU. Pruning masks carried by the model (sparsity/masks.py) hold:
+    gives the same weights on CPU. Pruning masks carried by the model (models/masks.py) hold:
     pruned weights and their gradients are zeroed at every step. ``after_step`` runs after every
     optimiser step. The model is left in eval mode.
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vjp, vmap
 
 from ..data.pool import Samples
-from ..sparsity.masks import masks_of
+from ..models.masks import masks_of
 from .layer_grads import layer_grads
 
 SampleLoss = Callable[[Tensor, Tensor], Tensor]  # (logits [C], label []) -> scalar

@@ -24,7 +24,7 @@ from ...healing.heal import Heal
 from ...healing.reserve import SpareReserve, TwinIndex
 from ...healing.similarity import fit_similarity
 from ...methods.base import create_method, method_params
-from ...utils.seeding import generator
+from ...utils.seeding import derived_generator as generator
 from ...version import code_version
 from ..config import HEAL_EPOCHS, AdversarialConfig, HealVariant, digest, to_dict
 from ..records import RecordStore
