@@ -7,7 +7,7 @@ import torch
 from unlearnkit.cli import main
 from unlearnkit.experiments import load_config, load_experiment, prepare_seed
 from unlearnkit.experiments.recipes.run import default_out_dir
-from unlearnkit.experiments.setup import experiment_identity
+from unlearnkit.experiments.experiment import experiment_identity
 from unlearnkit.sparsity import masks_of, prunable, sparsity_of
 
 from .test_cli import TINY, records

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import unlearnkit.experiments.setup as recipe
+import unlearnkit.experiments.experiment as recipe
 from unlearnkit.cli import main
 from unlearnkit.data import load_dataset
 from unlearnkit.data.pool import Pool, Samples

@@ -4,7 +4,8 @@ from .config import (AdversarialConfig, DataConfig, ModelConfig, RunConfig, conf
                      to_dict)
 from .records import RecordStore
 from .recipes import run_damage, run_experiment, run_heal, run_tune
-from .setup import Experiment, SeedSetup, load_experiment, prepare_seed
+from .experiment import Experiment, load_experiment
+from .setup import SeedSetup, prepare_seed
 
 __all__ = ["AdversarialConfig", "DataConfig", "Experiment", "ModelCache", "ModelConfig", "RecordStore", "RunConfig",
            "SeedSetup", "config_from_dict", "load", "load_config", "load_experiment", "prepare_seed", "run_damage",

@@ -10,7 +10,6 @@ Standard's TA − TA after. One record per (seed, strategy, budget, row); a reru
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from ...version import code_version
 from ..config import AdversarialConfig, digest, to_dict
 from ..records import RecordStore
 from ..runner import Job, Recipe, run_jobs
-from ..setup import (ORIGINAL, REFERENCE, Experiment, SeedOriginal, SeedSetup, check_finite_model, forget_hash,
-                     load_experiment, memo, prepare_adversarial_seed)
+from ..experiment import Experiment, check_finite_model, load_experiment, memo
+from ..setup import ORIGINAL, REFERENCE, SeedOriginal, SeedSetup, forget_hash, prepare_adversarial_seed
 
 log = logging.getLogger("unlearnkit")
 

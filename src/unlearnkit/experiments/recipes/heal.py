@@ -29,7 +29,8 @@ from ...version import code_version
 from ..config import HEAL_EPOCHS, AdversarialConfig, HealVariant, digest, to_dict
 from ..records import RecordStore
 from ..runner import Job, Recipe, run_jobs
-from ..setup import REFERENCE, Experiment, check_finite_model, forget_hash, memo
+from ..experiment import Experiment, check_finite_model, load_experiment, memo
+from ..setup import REFERENCE, forget_hash
 from .damage import budget_label, measure, method_names, request_setup, seed_original, write_report
 
 log = logging.getLogger("unlearnkit")
@@ -169,8 +170,6 @@ RECIPE = Recipe("heal", prepare=prepare, describe=describe, execute=execute, fai
 def run_heal(config: AdversarialConfig, *, dry_run: bool = False, backend: Backend | None = None
              ) -> list[dict[str, Any]]:
     """Heal every method's model after the chosen strategy's request at ``heal.budget``; record TA."""
-    from ..setup import load_experiment
-
     out_dir = Path(config.out_dir or "runs/heal")
     store = RecordStore(out_dir, complete=True)
     experiment = load_experiment(config)

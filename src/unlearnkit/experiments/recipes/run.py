@@ -8,7 +8,6 @@ protocol are skipped, so an interrupted run resumes.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from ...version import code_version
 from ..config import RunConfig, digest, to_dict
 from ..records import RecordStore
 from ..runner import Job, Recipe, run_jobs
-from ..setup import (ORIGINAL, REFERENCE, Experiment, SeedSetup, check_finite_model, forget_ids_before_training,
-                     load_experiment, memo, prepare_seed)
+from ..experiment import Experiment, check_finite_model, load_experiment, memo
+from ..setup import ORIGINAL, REFERENCE, SeedSetup, forget_ids_before_training, prepare_seed
 
 log = logging.getLogger("unlearnkit")
 

@@ -25,7 +25,8 @@ from ...version import code_version
 from ..config import RunConfig, digest, scalar, to_dict
 from ..records import RecordStore
 from ..runner import Job, Recipe, run_jobs
-from ..setup import Experiment, SeedSetup, check_finite_model, load_experiment, memo, prepare_seed
+from ..experiment import Experiment, check_finite_model, load_experiment, memo
+from ..setup import SeedSetup, prepare_seed
 from .run import default_out_dir
 
 log = logging.getLogger("unlearnkit")

@@ -1,0 +1,105 @@
+"""An experiment: the loaded dataset, the identity that keys every record and cached model, the
+model cache, and a per-process memo of what its seeds prepare (setups, reserves, requests)."""
+from __future__ import annotations
+
+import hashlib
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+from ..adversary.scenario import check_scenario
+from ..data.dataset import Dataset, load_dataset
+from ..errors import TrainingError
+from ..models.base import create_model
+from ..sparsity.masks import attach_masks, masks_of
+from ..utils.seeding import derive_seed
+from .cache import ModelCache
+from .config import AdversarialConfig, ExperimentConfig, RunConfig, digest, to_dict
+
+T = TypeVar("T")
+
+
+def dataset_fingerprint(ds: Dataset) -> str:
+    h = hashlib.sha256()
+    for t in (ds.train.x, ds.train.y, ds.test.x, ds.test.y):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str, Any]:
+    """What determines the results apart from seed and method: the base of record and cache keys.
+
+    ``run``: the config less its bookkeeping, with top-level options at their defaults omitted (so a
+    new option whose default reproduces the old behaviour keeps records and caches valid; a dense
+    run ignores ``sparsity_rewind``). ``damage``/``heal``: data, model, training and reserve.
+    """
+    d = to_dict(config)
+    d["data"].pop("data_dir")
+    if isinstance(config, AdversarialConfig):
+        return {"data": d["data"], "model": d["model"], "train": d["train"], "reserve": config.reserve,
+                "data_fingerprint": fingerprint}
+    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia"):
+        d.pop(k)
+    defaults = to_dict(type(config)())
+    for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
+        d.pop(k)
+    if not getattr(config, "sparsity", 0):
+        d.pop("sparsity_rewind", None)
+    d["data_fingerprint"] = fingerprint
+    return d
+
+
+def check_finite_model(model: nn.Module, label: str) -> None:
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingError(f"{label} produced non-finite weights (e.g. {bad[:3]})")
+
+
+@dataclass(frozen=True, eq=False)
+class Experiment:
+    """What every seed of a config shares: the dataset, the experiment's identity, its cache."""
+
+    config: ExperimentConfig
+    dataset: Dataset
+    identity: dict[str, Any]
+    digest: str
+    cache: ModelCache
+
+    @property
+    def sparsity(self) -> float:
+        return getattr(self.config, "sparsity", 0.0)
+
+    def make_model(self, seed: int, *, masks_like: nn.Module | None = None) -> nn.Module:
+        """A fresh model of the configured architecture (init drawn from ``seed``), carrying
+        ``masks_like``'s pruning masks when given."""
+        c = self.config
+        model = create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
+                             seed=derive_seed(seed, "init"), **c.model.options)
+        masks = masks_of(masks_like) if masks_like is not None else {}
+        return attach_masks(model, masks) if masks else model
+
+
+def load_experiment(config: ExperimentConfig) -> Experiment:
+    """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    if isinstance(config, RunConfig):
+        check_scenario(config.forget)
+    kwargs = dict(config.data.options)
+    kwargs.update({k: v for k, v in (("data_dir", config.data.data_dir), ("path", config.data.path)) if v is not None})
+    dataset = load_dataset(config.data.name, **kwargs)
+    identity = experiment_identity(config, dataset_fingerprint(dataset))
+    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
+
+
+_MEMO: "weakref.WeakKeyDictionary[Experiment, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+
+
+def memo(experiment: Experiment, key: Any, build: Callable[[], T]) -> T:
+    """``build()`` once per key for each experiment object in a process (seed setups, reserves)."""
+    store = _MEMO.setdefault(experiment, {})
+    if key not in store:
+        store[key] = build()
+    return store[key]
