@@ -195,3 +195,21 @@ def test_old_audit_records_stand_where_both_versions_fit_the_same_samples(tmp_pa
         assert current_audit(recs) == recs  # the old rows stay beside the new one
         assert main(["report", str(out)]) == 0
     assert "| GA |" in capsys.readouterr().out and "older audit" not in caplog.text
+
+
+@pytest.mark.parametrize("request_args", [["--forget-ids", "IDS"], ["--scenario", "class", "--forget-class", "9"]])
+def test_a_bad_request_is_refused_before_any_training(tmp_path, capsys, monkeypatch, request_args):
+    """The request of every seed is checked before an original is trained or loaded (also in a dry run)."""
+    import unlearnkit.experiments.setup as setup
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an original was trained before the request was checked")
+
+    monkeypatch.setattr(setup, "train_original", no_training)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1\n1\n")
+    args = [str(ids) if a == "IDS" else a for a in request_args]
+    for dry in ([], ["--dry-run"]):
+        assert main(["run", *TINY, "--seeds", "0,1", *args, "--out", str(tmp_path / "out"), *dry]) == 2
+        err = capsys.readouterr().err
+        assert "duplicate forget ids: [1]" in err or "class 9 does not exist" in err

@@ -2,10 +2,12 @@
 skipped exactly as then: the tables are byte-identical and a rerun of the same commands runs nothing."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from unlearnkit.cli import main
 
@@ -66,3 +68,41 @@ def test_heal_and_tune_over_old_records_run_nothing(tmp_path):
     before = tune.read_text()
     main(["tune", *TINY, "--seeds", "0,1", "--method", "ft", "lr_share=0.1,0.3", "--out", str(tmp_path / "run")])
     assert tune.read_text() == before
+
+
+def _by_key(path: Path) -> dict[str, dict]:
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+PINNED = ("metrics", "avg_disparity", "damage", "excess_damage", "ta_original", "ta_gold", "ta_start", "n_forget",
+          "forget_ids_sha256", "params", "vs_gold", "va_gold", "n_replacements", "reference", "disparity", "point")
+
+
+@pytest.mark.parametrize("folder, args", [
+    ("run", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga,rl,sisa"]),
+    ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,ga,sisa"]),
+    ("heal", ["heal", *ADV, "--methods", "ft,sisa", f"heal.damage_dir={LEGACY / 'damage'}", VARIANTS]),
+    ("run/tune", ["tune", *TINY, "--seeds", "0,1", "--method", "ft", "lr_share=0.1,0.3"]),
+])
+def test_a_fresh_run_reproduces_the_old_records(tmp_path, folder, args):
+    """The same commands from scratch give the same keys and the same numbers as the old code (which
+    wrote the legacy records with one torch thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main([*args, "--out", str(tmp_path / folder.removesuffix("/tune"))])
+    finally:
+        torch.set_num_threads(threads)
+    old, new = _by_key(LEGACY / folder / "records.jsonl"), _by_key(tmp_path / folder / "records.jsonl")
+    assert new.keys() == old.keys()
+    differ = [(old[k].get("row"), old[k].get("strategy"), f) for k in old for f in PINNED if old[k].get(f) != new[k].get(f)]
+    assert not differ, differ
+
+
+def test_a_partial_record_line_is_skipped_not_a_crash(tmp_path, capsys, caplog):
+    shutil.copytree(LEGACY / "run", tmp_path / "run")
+    with open(tmp_path / "run" / "records.jsonl", "a") as f:
+        f.write('{"key": "zzz"}\n')
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out == (LEGACY / "expected" / "report-run.txt").read_text()
+    assert "incomplete record" in caplog.text
