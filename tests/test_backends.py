@@ -23,7 +23,7 @@ TINY = ["data.name=synthetic", "data.options.n_train=400", "data.options.n_test=
         "data.options.noise=90", "model.options.channels=[4,8]", "model.options.hidden=16", "train.epochs=2",
         "train.batch_size=32", "noise_floor=false", "attacks=false", "params.sisa.shards=2", "params.sisa.slices=2"]
 # what may differ between two runs of the same job: timings, cache hits, where the records went
-VOLATILE = {"seconds", "time_vs_retrain", "created", "from_cache", "out_dir", "cost"}
+VOLATILE = {"seconds", "time_vs_retrain", "created", "from_cache", "out_dir", "cost", "index_seconds", "gold_seconds"}
 
 
 def records(out: Path) -> list[dict]:
@@ -159,3 +159,22 @@ def test_a_job_whose_worker_keeps_dying_is_a_backend_error(ray_cluster):
         for i, result in RayBackend(max_retries=0).map(_dies_on_one, [0, 1, 2], common=10):
             got[i] = result
     assert set(got) <= {0, 2} and all(got[i] == 10 * i for i in got)
+
+
+def test_damage_heal_and_tune_on_ray_give_the_local_records(ray_cluster, tmp_path, one_thread):
+    """Every recipe goes through the one runner, so every recipe's jobs run on Ray alike."""
+    adv = [a for a in TINY if not a.startswith(("noise_floor", "attacks"))] + [
+        "data.val_fraction=0.1", "reserve=60", "budgets=[0.1]", "seeds=[0]", "--methods", "ft"]
+    heal = ["heal.strategy=class", "heal.variants=[{name: tw, data: twins, similarity: cosine, epochs: one}]"]
+    commands = {"damage": ["damage", *adv, "--strategies", "random,class"], "heal": ["heal", *adv, *heal],
+                "tune": ["tune", *TINY, "--seeds", "0", "--method", "ft", "lr_share=0.1,0.3"]}
+    for name, args in commands.items():
+        found = {}
+        for backend in ("local", "ray"):
+            out = tmp_path / backend / name
+            assert main([*args, "--backend", backend, "--out", str(out)]) == 0
+            found[backend] = comparable(records(out / "tune" if name == "tune" else out))
+        ray, local = found["ray"], found["local"]
+        assert ray.keys() == local.keys() and local, name
+        differ = [(name, f) for k in local for f in local[k] if local[k][f] != ray[k].get(f)]
+        assert not differ, differ
