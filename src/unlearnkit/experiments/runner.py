@@ -23,7 +23,7 @@ from ..errors import TrainingError
 from .records import Record, RecordStore, save_samples
 
 log = logging.getLogger("unlearnkit")
-Samples = dict[str, Any] | None
+Arrays = dict[str, Any] | None  # a record's per-sample arrays, if any
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Recipe:
     kind: str
     prepare: Callable[[Any, Hashable], None]
     describe: Callable[[Any, Job], Record]
-    execute: Callable[[Any, Job, Record], tuple[Record, Samples]]
+    execute: Callable[[Any, Job, Record], tuple[Record, Arrays]]
     compare: Callable[[Record, Record | None], Record] | None = None
     failed: tuple[tuple[str, Any], ...] = (("metrics", {}), ("seconds", math.nan))
 
@@ -55,7 +55,7 @@ def _prepare(common: tuple[Recipe, Any], group: Hashable) -> None:
     recipe.prepare(context, group)
 
 
-def _execute(common: tuple[Recipe, Any], job: Job) -> tuple[Record, Samples]:
+def _execute(common: tuple[Recipe, Any], job: Job) -> tuple[Record, Arrays]:
     """Runs on a worker: the job's record, a failed one if its training diverged."""
     recipe, context = common
     record = {"kind": recipe.kind, "key": job.key, **recipe.describe(context, job)}
@@ -80,9 +80,9 @@ def run_jobs(recipe: Recipe, context: Any, jobs: Iterable[Job], *, store: Record
     for _ in backend.map(_prepare, list(dict.fromkeys(job.group for job in pending)), common=(recipe, context)):
         pass
     group_of = {job.key: job.group for job in pending}
-    waiting: dict[Hashable, list[tuple[Record, Samples]]] = defaultdict(list)
+    waiting: dict[Hashable, list[tuple[Record, Arrays]]] = defaultdict(list)
 
-    def write(record: Record, samples: Samples, reference: Record | None) -> Record:
+    def write(record: Record, samples: Arrays, reference: Record | None) -> Record:
         if record["key"] in written:  # a job a backend reran after its worker died
             return record
         if recipe.compare is not None:

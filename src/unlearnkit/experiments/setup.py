@@ -22,13 +22,14 @@ from ..adversary.base import adversary_params, create_adversary
 from ..adversary.scenario import is_adversarial, request_ids
 from ..data.pool import Samples
 from ..data.scenarios import select_forget_ids, validate_forget_ids
-from ..data.splits import BaseSplit, ForgetSplit, base_split, forget_split, stratified_subset
+from ..data.splits import BaseSplit, ForgetSplit, base_split, forget_split
 from ..errors import ConfigError
 from ..methods.base import create_method, method_params, unlearn_measured
 from ..sparsity.masks import attach_masks, prunable, sparsity_of
 from ..sparsity.omp import omp_rewind
 from ..training.loop import train
 from ..utils.files import write_atomic
+from ..utils.sampling import stratified_subset
 from ..utils.seeding import derived_generator as generator
 from .config import digest
 from .experiment import Experiment
@@ -188,21 +189,25 @@ def train_original(experiment: Experiment, seed: int, base: BaseSplit, test: Sam
     return SeedOriginal(exp, seed, base, test, pool, original, meta["seconds"], cached)
 
 
-def forget_ids_before_training(experiment: Experiment, seed: int) -> Tensor | None:
-    """The validated request of a ``run`` seed when it needs no model (None for ``adversarial:*``):
-    a bad IDs file or class is refused here, before any training."""
+def _model_free_request(experiment: Experiment, seed: int, base: BaseSplit) -> Tensor | None:
     request = experiment.config.forget
     if is_adversarial(request.scenario):
         return None
-    base, _, _ = carve(experiment, seed)
     return select_forget_ids(base.train, request, generator=generator(seed, "forget"))
 
 
+def forget_ids_before_training(experiment: Experiment, seed: int) -> Tensor | None:
+    """The validated request of a ``run`` seed when it needs no model (None for ``adversarial:*``):
+    a bad IDs file or class is refused here, before any training."""
+    return _model_free_request(experiment, seed, carve(experiment, seed)[0])
+
+
 def prepare_seed(experiment: Experiment, seed: int) -> SeedSetup:
-    """A ``run`` seed: data split, validated request, original model, split."""
+    """A ``run`` seed: data split, validated request (before training unless it reads the model),
+    original model, split."""
     request = experiment.config.forget
-    ids = forget_ids_before_training(experiment, seed)
     base, test, _ = carve(experiment, seed)
+    ids = _model_free_request(experiment, seed, base)
     orig = train_original(experiment, seed, base, test)
     if ids is None:  # adversarial:* reads the model
         ids = request_ids(base.train, request, model=orig.original, reference=base.val,

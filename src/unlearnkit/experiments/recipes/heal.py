@@ -18,12 +18,12 @@ from typing import Any
 from ...adversary.base import adversary_params, create_adversary
 from ...backends import Backend
 from ...data.pool import Samples
-from ...data.splits import stratified_subset
 from ...errors import ConfigError
 from ...healing.heal import Heal
 from ...healing.reserve import SpareReserve, TwinIndex
 from ...healing.similarity import fit_similarity
 from ...methods.base import create_method, method_params
+from ...utils.sampling import stratified_subset
 from ...utils.seeding import derived_generator as generator
 from ...version import code_version
 from ..config import HEAL_EPOCHS, AdversarialConfig, HealVariant, digest, to_dict
