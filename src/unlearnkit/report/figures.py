@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..utils.files import write_atomic
+
 
 def pyplot():
     """``matplotlib.pyplot`` on the file-only Agg backend, or None when matplotlib is not installed."""
@@ -19,11 +21,7 @@ def save_figure(fig, path: Path) -> Path:
     """Lay out ``fig``, write it to ``path`` through a temporary file (a crash never leaves half a
     PNG), close it and return ``path``."""
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
     finally:
         pyplot().close(fig)
-    tmp.replace(path)
-    return path
