@@ -213,3 +213,43 @@ def test_a_bad_request_is_refused_before_any_training(tmp_path, capsys, monkeypa
         assert main(["run", *TINY, "--seeds", "0,1", *args, "--out", str(tmp_path / "out"), *dry]) == 2
         err = capsys.readouterr().err
         assert "duplicate forget ids: [1]" in err or "class 9 does not exist" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", ""], "--methods names nothing"),
+    (["--methods", "ft,ft"], "methods repeat: ['ft', 'ft']"),
+    (["--scenario", "random", "--forget-class", "2"], "forget.forget_class=2 applies to the class scenario"),
+    (["params.ft.lr_share=abc"], "ft.lr_share must be a number, got 'abc'"),
+    (["--forget-ids", "BIG"], "forget ids out of range: [123456789012345678901234]"),
+    (["--out", "FILE"], "is a file; name a folder"),
+])
+def test_bad_options_are_refused_in_a_dry_run(tmp_path, capsys, args, message):
+    (tmp_path / "big.txt").write_text("123456789012345678901234\n")
+    (tmp_path / "file").write_text("")
+    swap = {"BIG": str(tmp_path / "big.txt"), "FILE": str(tmp_path / "file")}
+    args = [swap.get(a, a) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    assert main(["run", *TINY, "--seeds", "0", *args, *out, "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_forget_class_alone_means_the_class_scenario(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", *TINY, "--seeds", "0", "--methods", "ft", "--forget-class", "2", "--out", str(out),
+                 "--dry-run"]) == 0
+    from unlearnkit.experiments import load_config
+    from unlearnkit.cli import _overrides, build_parser
+    args, _ = build_parser().parse_known_args(["run", "--forget-class", "2"])
+    assert load_config(None, _overrides(args)).forget.scenario == "class"
+
+
+def test_a_method_with_non_finite_outputs_is_a_failed_row_and_the_others_go_on(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", *TINY, "--seeds", "0", "--methods", "ff,ft", "params.ff.alpha=1e30", "noise_floor=false",
+            "--out", str(out)]
+    assert main(args) == 1
+    recs = {r["row"]: r for r in records(out)}
+    assert recs["ff"]["status"] == "failed" and "outputs are not finite" in recs["ff"]["error"]
+    assert recs["ft"]["status"] == "ok"
+    assert "delete their lines from records.jsonl" in capsys.readouterr().err
+    assert main(args) == 1 and len(records(out)) == len(recs)  # recorded, not retried

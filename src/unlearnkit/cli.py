@@ -26,6 +26,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
+    if args.forget_class is not None and args.scenario is None and args.forget_ids is None:
+        args.scenario = "class"  # --forget-class alone means: forget that class
     out = list(args.overrides)
     if args.scenario is not None:
         out.append(f"forget.scenario={args.scenario}")
@@ -34,7 +36,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     if args.forget_ids is not None:
         out += ["forget.scenario=ids", f"forget.ids_file={args.forget_ids}"]
     if args.methods is not None:
-        out.append(f"methods=[{args.methods}]")
+        out.append(f"methods=[{_listed('--methods', args.methods)}]")
     if args.seeds is not None:
         out.append(f"seeds=[{args.seeds}]")
     if args.out is not None:
@@ -44,6 +46,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     if args.sparsity is not None:
         out.append(f"sparsity={args.sparsity}")
     return out
+
+
+def _listed(option: str, value: str) -> str:
+    """A comma-separated option's value, refused when it names nothing (it would mean "all")."""
+    if not value.strip(" ,"):
+        raise UnlearnKitError(f"{option} names nothing; leave it out to mean all, or list names")
+    return value
 
 
 def _with_backend(args: argparse.Namespace, run):
@@ -63,7 +72,11 @@ def _finish(records: list[dict], out_dir: Path, text: str, *, dry_run: bool) -> 
         return 0
     print(text)
     print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
-    return 1 if any(r.get("status") != "ok" for r in records) else 0
+    failed = sum(r.get("status") != "ok" for r in records)
+    if failed:
+        print(f"unlearnkit: {failed} row(s) failed (errors in the table); a rerun keeps them as recorded: change the "
+              "method's hyperparameters, or delete their lines from records.jsonl, to run them again", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -97,7 +110,7 @@ def _cmd_adversarial(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     for name, value in (("seeds", args.seeds), ("methods", args.methods), ("strategies", getattr(args, "strategies", None))):
         if value is not None:
-            overrides.append(f"{name}=[{value}]")
+            overrides.append(f"{name}=[{_listed('--' + name, value)}]")
     if args.out is not None:
         overrides.append(f"out_dir={args.out}")
     if args.data_dir is not None:

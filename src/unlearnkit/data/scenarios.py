@@ -42,6 +42,9 @@ class ForgetRequest:
             raise ConfigError(f"forget.fraction must lie in (0, 1), got {self.fraction}")
         if self.count is not None and self.count < 1:
             raise ConfigError(f"forget.count must be >= 1, got {self.count}")
+        if self.forget_class is not None and self.scenario != "class" and not self.scenario.startswith("adversarial:"):
+            raise ConfigError(f"forget.forget_class={self.forget_class} applies to the class scenario, not "
+                              f"{self.scenario!r}; use --scenario class (or leave the class out)")
 
 
 def validate_forget_ids(ids: Tensor, train: Samples, pool_size: int, *, named_class: int | None = None) -> Tensor:
@@ -75,7 +78,7 @@ def read_ids_file(path: str | Path) -> Tensor:
             values = json.loads(text)
             if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
                 raise ForgetRequestError(f"{path}: expected a JSON list of integers")
-            return torch.tensor(values, dtype=torch.int64)
+            return torch.tensor(_in_int64(values, path), dtype=torch.int64)
     except (OSError, ValueError) as e:
         raise ForgetRequestError(f"cannot read forget ids file {path}: {e}") from e
     values = []
@@ -85,7 +88,15 @@ def read_ids_file(path: str | Path) -> Tensor:
                 values.append(int(token))
             except ValueError:
                 raise ForgetRequestError(f"{path}:{lineno}: {token!r} is not an integer id") from None
-    return torch.tensor(values, dtype=torch.int64)
+    return torch.tensor(_in_int64(values, path), dtype=torch.int64)
+
+
+def _in_int64(values: list[int], path: Path) -> list[int]:
+    """``values``, refusing IDs too large for any training file (they would overflow int64)."""
+    huge = [v for v in values if abs(v) >= 2**63]
+    if huge:
+        raise ForgetRequestError(f"{path}: forget ids out of range: {huge[:5]} (ids are row numbers of the training file)")
+    return values
 
 
 @register_scenario("random")

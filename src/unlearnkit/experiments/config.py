@@ -73,6 +73,8 @@ class ExperimentConfig:
             raise ConfigError("seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds repeat: {list(self.seeds)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods repeat: {list(self.methods)}")
 
 
 @dataclass(frozen=True, kw_only=True)

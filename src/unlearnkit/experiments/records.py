@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..report.kinds import Kind, is_complete, record_kind
 from ..utils.files import write_atomic
 
@@ -30,6 +31,8 @@ class RecordStore:
 
     def __init__(self, out_dir: str | os.PathLike, *, complete: bool = False) -> None:
         self.dir = Path(out_dir)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ConfigError(f"the output folder {self.dir} is a file; name a folder (--out DIR)")
         self.path = self.dir / "records.jsonl"
         self.complete = complete
 

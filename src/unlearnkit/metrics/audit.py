@@ -19,6 +19,7 @@ from ..attacks.base import outputs, shadow_positions
 from ..attacks.metric_attacks import STATISTICS, ThresholdAttack
 from ..attacks.svc_mia import mia_efficacy
 from ..data.splits import ForgetSplit
+from ..errors import TrainingError
 from ..training.evaluate import accuracy
 
 HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA")
@@ -77,11 +78,21 @@ def audit(model: nn.Module, split: ForgetSplit, *, attacks: bool = True) -> dict
     return audit_with_outputs(model, split, attacks=attacks)[0]
 
 
+def finite(outs: dict[str, Outputs]) -> dict[str, Outputs]:
+    """``outs``, or a TrainingError when a model with finite weights gives non-finite outputs (its
+    activations overflow): the run records a failed row instead of the attack's fitting crashing."""
+    bad = [name for name, (probs, _) in outs.items() if not torch.isfinite(probs).all()]
+    if bad:
+        raise TrainingError(f"the model's outputs are not finite on {', '.join(bad)} (its weights are finite but its "
+                            "activations overflow); lower the method's strength (learning rate, alpha, step)")
+    return outs
+
+
 def audit_with_outputs(model: nn.Module, split: ForgetSplit, *, attacks: bool = True
                        ) -> tuple[dict[str, float], dict[str, Outputs]]:
     """:func:`audit`, plus the ``(probabilities, labels)`` of retain / forget / test / val it used."""
-    outs = {name: outputs(model, s) for name, s in
-            (("retain", split.retain), ("forget", split.forget), ("test", split.test), ("val", split.val))}
+    outs = finite({name: outputs(model, s) for name, s in
+                   (("retain", split.retain), ("forget", split.forget), ("test", split.test), ("val", split.val))})
     acc = lambda name: accuracy(*outs[name])  # noqa: E731  (probabilities rank like logits)
     result = {
         "UA": 100.0 - acc("forget"),
@@ -105,8 +116,8 @@ def validation_audit(model: nn.Module, split: ForgetSplit) -> dict[str, float]:
     the place of D_test (members: the first |D_v| of D_r; non-members: D_v), applied to D_f.
     Compare it with the retrain oracle's figures through ``avg_disparity(..., keys=VALIDATION_HEADLINE)``.
     """
-    outs = {name: outputs(model, s) for name, s in
-            (("retain", split.retain), ("forget", split.forget), ("val", split.val))}
+    outs = finite({name: outputs(model, s) for name, s in
+                   (("retain", split.retain), ("forget", split.forget), ("val", split.val))})
     return {
         "UA": 100.0 - accuracy(*outs["forget"]),
         "MIA-Efficacy(val)": mia_efficacy(outs["retain"], outs["val"], outs["forget"]),

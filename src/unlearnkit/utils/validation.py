@@ -78,5 +78,14 @@ def check_field_types(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if not _matches(value, hints[f.name]):
-            raise ConfigError(f"{getattr(obj, 'name', type(obj).__name__)}.{f.name} must be {hints[f.name]}, "
-                              f"got {value!r}")
+            raise ConfigError(f"{getattr(obj, 'name', type(obj).__name__)}.{f.name} must be "
+                              f"{describe_type(hints[f.name])}, got {value!r}")
+
+
+def describe_type(hint: Any) -> str:
+    """A type hint in words, for error messages: ``float | None`` → "a number or null"."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(h) for h in typing.get_args(hint))
+    words = {float: "a number", int: "an integer", bool: "true or false", str: "a string", type(None): "null",
+             dict: "a mapping", tuple: "a list"}
+    return words.get(typing.get_origin(hint) or hint, getattr(hint, "__name__", str(hint)))
