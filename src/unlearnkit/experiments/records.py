@@ -3,7 +3,7 @@
 Four kinds (report/kinds.py), one per recipe: ``run`` (a table row: a method's audit for one seed), ``damage`` (TA
 after an adversarial request), ``heal`` (TA after healing) and ``tune`` (a grid point's validation
 audit). New records carry their ``kind``; records written before it was added get it from the one
-field only their kind has (:func:`record_kind`). A line that is not a complete record of its kind
+field only their kind has (``report.kinds.record_kind``). A line that is not a complete record of its kind
 (a crash can leave at most one partial last line) is skipped with a warning, never used, and
 isolated by a newline before the next append, so records already written are never lost or rewritten.
 """
@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import ConfigError
-from ..report.kinds import Kind, is_complete, record_kind
+from ..report.kinds import is_complete
 from ..utils.files import write_atomic
 
 log = logging.getLogger("unlearnkit")
@@ -82,4 +82,3 @@ def save_samples(path: Path, arrays: dict[str, np.ndarray]) -> None:
     write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
-__all__ = ["Kind", "Record", "RecordStore", "is_complete", "record_kind", "save_samples", "write_atomic"]

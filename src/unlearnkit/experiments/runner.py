@@ -79,7 +79,7 @@ def run_jobs(recipe: Recipe, context: Any, jobs: Iterable[Job], *, store: Record
     references = dict(references or {})
     for _ in backend.map(_prepare, list(dict.fromkeys(job.group for job in pending)), common=(recipe, context)):
         pass
-    group_of = {job.key: job.group for job in pending}
+    job_of = {job.key: job for job in pending}
     waiting: dict[Hashable, list[tuple[Record, Arrays]]] = defaultdict(list)
 
     def write(record: Record, samples: Arrays, reference: Record | None) -> Record:
@@ -94,15 +94,15 @@ def run_jobs(recipe: Recipe, context: Any, jobs: Iterable[Job], *, store: Record
         written.add(record["key"])
         return record
 
-    is_reference = {job.key: job.reference for job in pending}
     for _, (record, samples) in backend.map(_execute, pending, common=(recipe, context)):
-        group = group_of[record["key"]]
+        job = job_of[record["key"]]
+        group = job.group
         if recipe.compare is None:
             write(record, samples, None)
-        elif is_reference[record["key"]]:
+        elif job.reference:
             references[group] = write(record, samples, None)
             for item in waiting.pop(group, []):
-                write(*item, record)
+                write(*item, references[group])
         elif group in references:
             write(record, samples, references[group])
         else:

@@ -117,8 +117,9 @@ def run_damage(config: AdversarialConfig, *, dry_run: bool = False, backend: Bac
     store = RecordStore(out_dir, complete=True)
     experiment = load_experiment(config)
     rows = [ORIGINAL, REFERENCE] + method_names(config)
-    params = {m: method_params(create_method(m, **config.params.get(m, {}))) for m in rows[1:]}
-    own_start = {m for m in rows[1:] if returns_ensemble(create_method(m, **config.params.get(m, {})))}
+    methods = {m: create_method(m, **config.params.get(m, {})) for m in rows[1:]}
+    params = {m: method_params(method) for m, method in methods.items()}
+    own_start = {m for m, method in methods.items() if returns_ensemble(method)}
     adv = {s: adversary_params(create_adversary(s, **config.adversary.get(s, {}))) for s in config.strategies}
 
     def key(seed: int, strategy: str, budget: float, row: str) -> str:
