@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..healing.similarity import SIMILARITIES
 from ..sparsity.omp import DEFAULT_REWIND
 from ..training.config import TrainConfig
+from .guard import DEFAULT_GUARD
 from .parsing import build, scalar, set_key, validate_names
 
 C = TypeVar("C")
@@ -85,10 +86,13 @@ class RunConfig(ExperimentConfig):
     is the floor below which a method's disparity means nothing. ``sparsity`` > 0 makes the original
     sparse by one-shot magnitude pruning with weight rewinding to ``sparsity_rewind`` of its training
     (sparsity/omp.py); the oracle then trains from scratch under the same mask. ``samia`` adds DAU's
-    transformer attack to the audit (slow; changes no cached model or record key)."""
+    transformer attack to the audit (slow; changes no cached model or record key). ``guard``: the
+    largest drop of retained validation accuracy (points) a method may cause before its row is
+    failed as collapsed (experiments/guard.py; 0 = off; changes no cached model or record key)."""
 
     forget: ForgetRequest = field(default_factory=ForgetRequest)
     noise_floor: bool = True
+    guard: float = DEFAULT_GUARD
     attacks: bool = True
     samia: bool = False
     sparsity: float = 0.0
@@ -100,6 +104,8 @@ class RunConfig(ExperimentConfig):
             raise ConfigError(f"sparsity must lie in [0, 1) (0 = dense, 0.95 = 95% of weights pruned), got {self.sparsity}")
         if not 0 <= self.sparsity_rewind < 1:
             raise ConfigError(f"sparsity_rewind must lie in [0, 1) (share of training to rewind to), got {self.sparsity_rewind}")
+        if not (self.guard >= 0 and math.isfinite(self.guard)):
+            raise ConfigError(f"guard must be >= 0 points of retained validation accuracy (0 = off), got {self.guard}")
 
 
 HEAL_VARIANT_DATA = ("remaining", "twins", "spares", "random")

@@ -42,7 +42,7 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str,
     if isinstance(config, AdversarialConfig):
         return {"data": d["data"], "model": d["model"], "train": d["train"], "reserve": config.reserve,
                 "data_fingerprint": fingerprint}
-    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia"):
+    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia", "guard"):
         d.pop(k)
     defaults = to_dict(type(config)())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..utils.sampling import stratified_subset
 from ..utils.seeding import derived_generator as generator
 from .config import digest
 from .experiment import Experiment
+from .guard import check_collapse, retained_accuracy
 
 log = logging.getLogger("unlearnkit")
 REFERENCE = "retrain"
@@ -83,6 +85,20 @@ class SeedSetup:
                "forget": self.forget_hash, "params": method_params(method)}
         model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed, masks_like=self.original), build)
         return MethodRun(model, meta["seconds"], was_cached, meta.get("cost"), start[0])
+
+
+    @cached_property
+    def original_retained_accuracy(self) -> float:
+        """The original's accuracy on retained validation data (the collapse guard's baseline)."""
+        return retained_accuracy(self.original, self.split)
+
+    def check_collapse(self, method, run: MethodRun, guard: float) -> float:
+        """The drop of ``run``'s retained validation accuracy below the model it started from (the
+        original, or SISA's ensemble), in points; CollapseError beyond ``guard`` (guard.py)."""
+        baseline = (retained_accuracy(run.start(), self.split) if run.start is not None
+                    else self.original_retained_accuracy)
+        return check_collapse(method.name, run.model, self.split, baseline=baseline, guard=guard,
+                              weaker=f"params.{method.name}: {method.weaker}" if getattr(method, "weaker", "") else "")
 
 
 class MethodRun(NamedTuple):

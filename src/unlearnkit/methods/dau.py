@@ -16,6 +16,7 @@ at the end (the alternatives diverged or collapsed on W2). docs/results.md, "Whe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +38,19 @@ CLASS_ZERO = ("alpha", "beta", "none")
 
 
 def barlow_twins_loss(za: Tensor, zb: Tensor, *, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
-    """``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²`` with C the cross-correlation of batch-normalised ``za``, ``zb``."""
-    n = za.shape[0]
+    """``(1/d) · [Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²]`` with C the d × d cross-correlation of
+    batch-normalised ``za``, ``zb``.
+
+    Per feature dimension, so that its weight means the same on a 128-d and a 512-d feature: with
+    n samples C has rank < n, so at least d − n + 1 diagonal terms cannot reach 1 and the summed
+    loss (Zbontar et al.'s) grows with d and swamps the cross-entropy on wide features.
+    """
+    n, d = za.shape
     na = (za - za.mean(0)) / torch.sqrt(za.var(0, unbiased=False) + eps)
     nb = (zb - zb.mean(0)) / torch.sqrt(zb.var(0, unbiased=False) + eps)
     c = na.T @ nb / n
     diag = torch.diagonal(c)
-    return (1 - diag).pow(2).sum() + lambd * (c.pow(2).sum() - diag.pow(2).sum())
+    return ((1 - diag).pow(2).sum() + lambd * (c.pow(2).sum() - diag.pow(2).sum())) / d
 
 
 def adversarial_loss(logits: Tensor, form: str) -> Tensor:
@@ -63,12 +70,14 @@ def draw(samples: Samples, n: int, generator: torch.Generator, device) -> tuple[
 class DAU:
     """Min-max unlearning against a SAMIA attacker, with a Barlow-Twins feature term (see module doc)."""
 
+    weaker: ClassVar[str] = "a smaller alpha, beta or lr_share"  # how to weaken it (the collapse guard's hint)
+
     iterations: int = 100  # defender steps (one D_r batch and one D_f / D_v batch each)
     lr_share: float = 0.2  # defender SGD lr, × the original lr (original momentum and weight decay)
     batch_size: int = 128  # D_r samples per defender step
     attack_batch_size: int = 32  # D_f and D_v samples (each) per step
     alpha: float = 0.5  # weight of the adversarial term
-    beta: float = 0.01  # weight of the Barlow-Twins term
+    beta: float = 1.28  # weight of the Barlow-Twins term (per feature dimension: 0.01 × 128 of the summed loss)
     form: str = "non-saturating"  # −log(1 − A(f)), the paper's GAN adjustment; "minimax": log A(f)
     attacker_lr: float = 1e-3  # the attacker's Adam lr
     pretrain_steps: int = 100  # attacker steps on the original's outputs before the game

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..utils.validation import check
 from .base import register_method
@@ -17,6 +18,8 @@ class DAUNoBT(DAU):
     self-supervised term. ``beta`` stays a field (it is recorded with the run) but must be 0: set it
     on ``dau`` instead.
     """
+
+    weaker: ClassVar[str] = "a smaller alpha or lr_share"  # how to weaken it (the collapse guard's hint)
 
     beta: float = 0.0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +61,8 @@ class FisherForgetting:
     validation split. No setting forgets a whole class: noise that reaches the class reaches D_r
     too. Pruned weights get no noise. docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "a smaller alpha"  # how to weaken it (the collapse guard's hint)
 
     alpha: float = 3e-7  # noise variance per unit of inverse Fisher
     num_samples: int = 500  # D_r samples the Fisher is estimated on

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +25,8 @@ class FineTune:
     the fraction the reference codebase used on Fashion-MNIST) at ``lr_share`` × the original lr
     (default 0.1), constant schedule.
     """
+
+    weaker: ClassVar[str] = "a smaller lr_share or epoch_share"  # how to weaken it (the collapse guard's hint)
 
     epoch_share: float = 0.2
     lr_share: float = 0.1

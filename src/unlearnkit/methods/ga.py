@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,8 @@ class GradientAscent:
     tried that did not diverge; on random requests no setting lay between "no change" and
     collapse. docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "a smaller lr_share or fewer epochs"  # how to weaken it (the collapse guard's hint)
 
     epochs: float = 2.0  # passes over D_f
     lr_share: float = 1e-3  # lr, × the original lr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +36,8 @@ class InfluenceUnlearning:
     accuracy on ``guard_samples`` D_r samples it is halved, at most ``guard_halvings`` times; a step
     that passes at full length is the unguarded model. docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "a smaller alpha/class_alpha or retain_guard"  # how to weaken it (the collapse guard's hint)
 
     alpha: float = 9.0  # step length, × the Newton step (random requests)
     class_alpha: float = 3.0  # the same when the split is class-wise

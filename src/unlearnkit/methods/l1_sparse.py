@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,8 @@ class L1Sparse:
     validation split; γ = 0 is plain FT. Pruned weights stay at zero (train() holds the masks).
     docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "a smaller gamma/class_gamma or lr_share"  # how to weaken it (the collapse guard's hint)
 
     gamma: float = 1e-3  # l1 weight at the first step (random requests)
     class_gamma: float = 2e-3  # the same when the split is class-wise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,8 @@ class NegGradPlus:
     ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
     weights let the unbounded ascent term win class-wise. docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "a retain_weight closer to 1 or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
 
     retain_weight: float = 0.999  # weight of CE(D_r); the ascent term gets 1 − this
     epoch_share: float = 0.2  # epochs over D_r, × the original epochs

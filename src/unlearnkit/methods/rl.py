@@ -3,6 +3,7 @@ the "RL" baseline of Jia et al. 2023 and Fan et al. 2024)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +30,8 @@ class RandomLabels:
     ``epoch_share`` of the original epochs (default 0.2) over D_r ∪ D_f, at ``lr_share`` × the
     original lr (default 0.1), constant; the same budget as FT so the two are comparable.
     """
+
+    weaker: ClassVar[str] = "a smaller lr_share or epoch_share"  # how to weaken it (the collapse guard's hint)
 
     epoch_share: float = 0.2
     lr_share: float = 0.1

@@ -3,6 +3,7 @@ Machine Unlearning via Gradient-based Weight Saliency")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,8 @@ class SalUn:
     of the original epochs at ``lr_share`` × the original lr, constant, chosen on W1's validation
     split. docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "a smaller lr_share or saliency_share"  # how to weaken it (the collapse guard's hint)
 
     saliency_share: float = 0.5  # share of (unpruned) weights that may move
     epoch_share: float = 0.1  # epochs over D_r ∪ D_f, × the original epochs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,8 @@ class SCRUB:
     Not implemented: SGDA averaging (unused there) and SCRUB+R. Pruned weights stay at zero.
     docs/results.md, "Where the defaults come from".
     """
+
+    weaker: ClassVar[str] = "fewer msteps or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
 
     rounds: int = 5  # the reference's epochs
     msteps: int = 2  # rounds that start with a max-step pass over D_f

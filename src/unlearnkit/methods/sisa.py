@@ -32,6 +32,8 @@ class Sisa:
     request touches every shard and costs a full retrain: SISA pays off for few, small requests.
     """
 
+    weaker: ClassVar[str] = "more shards"  # how to weaken it (the collapse guard's hint)
+
     returns_ensemble: ClassVar[bool] = True  # the common checks compare each member with the input
 
     shards: int = 5  # models trained on disjoint parts of the data

@@ -84,16 +84,19 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
     """Unlearn (or load from the cache) and audit one row; the record still lacks its comparison."""
     config, setup, row = ctx.experiment.config, seed_setup(ctx.experiment, job.group), job.spec
     log.info("seed %d: %s", job.group, row.label)
-    cost = None
+    cost = run = None
     if row.method is None:
         model, seconds, cached = setup.original, 0.0, True
     elif row.method == REFERENCE:
         model, seconds, cached = setup.oracle(row.trial, config.params.get(REFERENCE, {}))
     else:
-        model, seconds, cached, cost, _ = setup.run_method(
-            create_method(row.method, **config.params.get(row.method, {})), row.trial)
+        method = create_method(row.method, **config.params.get(row.method, {}))
+        run = setup.run_method(method, row.trial)
+        model, seconds, cached, cost = run.model, run.seconds, run.cached, run.cost
     check_finite_model(model, row.label)
-    metrics, outs = audit_with_outputs(model, setup.split, attacks=config.attacks)
+    metrics, outs = audit_with_outputs(model, setup.split, attacks=config.attacks)  # refuses non-finite outputs
+    if run is not None:  # a method's row: no collapse past the guard
+        record["retained_drop"] = setup.check_collapse(method, run, config.guard)
     if config.samia:
         metrics.update(samia_audit(model, setup.split, seed=job.group))
     record.update(status="ok", metrics=metrics, seconds=seconds, from_cache=cached, **({"cost": cost} if cost else {}))

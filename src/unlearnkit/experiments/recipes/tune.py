@@ -119,7 +119,8 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
     log.info("seed %d: %s %s", job.group, ctx.grid.method, point)
     run = setup.run_method(method)
     check_finite_model(run.model, ctx.grid.method)
-    metrics = validation_audit(run.model, setup.split)
+    metrics = validation_audit(run.model, setup.split)  # refuses non-finite outputs
+    record["retained_drop"] = setup.check_collapse(method, run, ctx.experiment.config.guard)
     record.update(status="ok", metrics=metrics, seconds=run.seconds,
                   disparity=avg_disparity(metrics, reference, keys=VALIDATION_HEADLINE))
     return record, None
