@@ -45,7 +45,17 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"data.data_dir={args.data_dir}")
     if args.sparsity is not None:
         out.append(f"sparsity={args.sparsity}")
+    if args.device is not None:
+        out.append(f"device={args.device}")
     return out
+
+
+def _checked(config):
+    """``config`` once its device is available and can run its precision (before any work)."""
+    from .utils.devices import check_precision, resolve_device
+
+    check_precision(config.train.precision, resolve_device(config.device))
+    return config
 
 
 def _listed(option: str, value: str) -> str:
@@ -84,7 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.recipes.run import default_out_dir
     from .report import experiment_report
 
-    config = load_config(args.config, _overrides(args))
+    config = _checked(load_config(args.config, _overrides(args)))
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     records = _with_backend(args, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
     return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run)
@@ -115,7 +125,9 @@ def _cmd_adversarial(args: argparse.Namespace) -> int:
         overrides.append(f"out_dir={args.out}")
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir}")
-    config = load(AdversarialConfig, args.config, overrides)
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    config = _checked(load(AdversarialConfig, args.config, overrides))
     run = run_damage if args.command == "damage" else run_heal
     records = _with_backend(args, lambda backend: run(config, dry_run=args.dry_run, backend=backend))
     out_dir = Path(config.out_dir or f"runs/{args.command}")
@@ -137,6 +149,9 @@ def _experiment_arguments(parser: argparse.ArgumentParser, *, scenarios: str, se
 
 
 def _backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--device``: where the jobs run (every subcommand that trains has both)."""
+    parser.add_argument("--device", help="auto (default: CUDA when available, else the CPU) | cpu | cuda | cuda:N | "
+                                         "mps; config key device")
     parser.add_argument("--backend", default="local",
                         help="where the jobs (seed × row) and SISA shards go: local (default, in this process) or "
                              "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
@@ -163,7 +178,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from .report.tune import tune_report
 
     grid, overrides = parse_grid(args.method, args.overrides)
-    config = load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides})))
+    config = _checked(load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides}))))
     records = _with_backend(args, lambda backend: run_tune(config, grid, backend=backend))
     print(tune_report(records, grid))
     print(f"records: {tune_dir(config) / 'records.jsonl'}")
