@@ -16,12 +16,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     from .attacks import list_attacks
     from .data import list_datasets, list_scenarios
     from .methods import list_methods
-    from .models import list_models
+    from .models import UNAVAILABLE, list_models
 
     listers = {"datasets": list_datasets, "models": list_models, "methods": list_methods,
                "attacks": list_attacks, "scenarios": list_scenarios, "adversaries": list_adversaries}
     for kind in [args.kind] if args.kind else LISTS:
         print(f"{kind}: {', '.join(listers[kind]())}")
+        if kind == "models" and UNAVAILABLE:
+            print(f"  not available here: {', '.join(sorted(UNAVAILABLE))} ({next(iter(UNAVAILABLE.values()))})")
     return 0
 
 
