@@ -225,3 +225,15 @@ def test_old_and_new_records_of_one_workload_share_a_table():
     old.pop("device")
     assert workload_key({"config": new}) == workload_key({"config": old})
     assert workload_key({"config": {**new, "device": "cuda:0"}}) != workload_key({"config": old})
+
+
+# --- Ray tasks on GPUs -------------------------------------------------------------------------------
+def test_ray_tasks_reserve_a_share_of_a_gpu():
+    from unlearnkit.backends import create_backend
+
+    assert create_backend("ray").gpus_per_task == 0
+    assert create_backend("ray", gpus_per_task=0.25).gpus_per_task == 0.25
+    assert create_backend("ray", gpus_per_task=2).gpus_per_task == 2
+    for bad in (-1, 1.5, "half"):
+        with pytest.raises(ConfigError, match="gpus_per_task"):
+            create_backend("ray", gpus_per_task=bad)

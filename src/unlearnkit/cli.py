@@ -67,11 +67,15 @@ def _listed(option: str, value: str) -> str:
     return value
 
 
-def _with_backend(args: argparse.Namespace, run):
-    """``run(backend)`` on the backend the user named, closed afterwards."""
+def _with_backend(args: argparse.Namespace, config, run):
+    """``run(backend)`` on the backend the user named, closed afterwards. Ray tasks of a CUDA run
+    reserve ``--gpus-per-task`` of a GPU each."""
     from .backends import create_backend
+    from .utils.devices import resolve_device
 
-    backend = create_backend(args.backend)
+    gpus = args.gpus_per_task if args.gpus_per_task is not None else 0.25
+    on_gpu = args.backend == "ray" and resolve_device(config.device).type == "cuda"
+    backend = create_backend(args.backend, **({"gpus_per_task": gpus} if on_gpu else {}))
     try:
         return run(backend)
     finally:
@@ -98,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = _checked(load_config(args.config, _overrides(args)))
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
-    records = _with_backend(args, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
+    records = _with_backend(args, config, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
     return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run)
 
 
@@ -131,7 +135,7 @@ def _cmd_adversarial(args: argparse.Namespace) -> int:
         overrides.append(f"device={args.device}")
     config = _checked(load(AdversarialConfig, args.config, overrides))
     run = run_damage if args.command == "damage" else run_heal
-    records = _with_backend(args, lambda backend: run(config, dry_run=args.dry_run, backend=backend))
+    records = _with_backend(args, config, lambda backend: run(config, dry_run=args.dry_run, backend=backend))
     out_dir = Path(config.out_dir or f"runs/{args.command}")
     table = out_dir / "table.md"
     return _finish(records, out_dir, table.read_text() if table.exists() else "no records", dry_run=args.dry_run)
@@ -157,6 +161,9 @@ def _backend_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="local",
                         help="where the jobs (seed × row) and SISA shards go: local (default, in this process) or "
                              "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
+    parser.add_argument("--gpus-per-task", type=float,
+                        help="ray with a CUDA device: the share of a GPU each task reserves (default 0.25: four "
+                             "jobs share a GPU)")
 
 
 def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
@@ -181,7 +188,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     grid, overrides = parse_grid(args.method, args.overrides)
     config = _checked(load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides}))))
-    records = _with_backend(args, lambda backend: run_tune(config, grid, backend=backend))
+    records = _with_backend(args, config, lambda backend: run_tune(config, grid, backend=backend))
     print(tune_report(records, grid))
     print(f"records: {tune_dir(config) / 'records.jsonl'}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0

@@ -58,6 +58,8 @@ class Pool:
         """This pool on ``device``, copied there once per pool and device (later calls reuse the
         copy while this pool lives); the pool itself when it is already there."""
         device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         if self.x.device == device:
             return self
         copies = _COPIES.setdefault(self, {})

@@ -7,7 +7,8 @@ Library code never picks a device itself: the device comes with the model.
 
 ``train.precision``:
 
-- ``fp32`` (default): plain float32, bit-identical to unlearnkit before precision existed.
+- ``fp32`` (default): plain float32, bit-identical to unlearnkit before precision existed on the
+  CPU; strict float32 on CUDA (cuDNN's TensorFloat-32 default switched off while training).
 - ``tf32``: CUDA only; float32 weights, matmuls and convolutions on TensorFloat-32 tensor cores.
 - ``bf16``: autocast to bfloat16 (weights, optimiser and loss stay float32) on CUDA, and on the CPU
   too (slower than fp32 on most CPUs; useful to check a bf16 run on a laptop). Not on MPS.
@@ -91,10 +92,12 @@ def check_precision(precision: str, device: torch.device | str) -> None:
 
 @contextmanager
 def precision_scope(precision: str, device: torch.device | str) -> Iterator[None]:
-    """Run the enclosed forward passes in ``precision`` on ``device`` (fp32: changes nothing).
+    """Run the enclosed passes in ``precision`` on ``device``.
 
-    ``tf32`` switches cuBLAS and cuDNN to TensorFloat-32 for the block and restores the previous
-    settings after it; ``bf16`` autocasts to bfloat16.
+    On CUDA, ``fp32`` is strict float32 (PyTorch lets cuDNN use TensorFloat-32 by default; here
+    both cuBLAS and cuDNN are held to float32 for the block) and ``tf32`` allows TensorFloat-32 in
+    both; the previous settings come back after the block. ``bf16`` autocasts to bfloat16. On the
+    CPU ``fp32`` changes nothing.
     """
     device = torch.device(device)
     check_precision(precision, device)
@@ -102,15 +105,15 @@ def precision_scope(precision: str, device: torch.device | str) -> Iterator[None
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
         return
-    if precision == "tf32":
-        before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    if device.type != "cuda":
+        yield
         return
-    yield
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def fits_on_device(nbytes: int, device: torch.device | str, *, share: float = 0.25) -> bool:
