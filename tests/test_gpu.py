@@ -98,6 +98,15 @@ def test_the_pool_goes_to_the_gpu_once_and_gives_the_host_pools_batches(tiny):
                for (xh, yh), (xd, yd) in zip(host, dev))
 
 
+def test_a_pool_copied_while_evaluating_serves_training_later():
+    ds = load_dataset("synthetic", n_train=300, n_test=100, num_classes=4, size=8, seed=5)  # a pool never copied yet
+    samples = ds.train.all()
+    model = create_model("cnn", num_classes=4, input_shape=ds.input_shape, seed=0, channels=(4, 8), hidden=16).cuda()
+    predict_logits(model, samples)  # copies the pool under inference mode
+    assert "cuda:0" in _COPIES[samples.pool]
+    train(model, samples, TrainConfig(epochs=1, batch_size=32), generator=torch.Generator().manual_seed(0))
+
+
 def test_on_device_pool_and_host_pool_train_alike(tiny):
     on, acc_on = trained(tiny)
     off, acc_off = trained(tiny, pool_on_device=False)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..utils.devices import fits_on_device
 from ..utils.sampling import random_positions
 
 
@@ -64,7 +65,9 @@ class Pool:
             return self
         copies = _COPIES.setdefault(self, {})
         if str(device) not in copies:
-            copies[str(device)] = Pool(self.x.to(device), self.y.to(device), self.mean.to(device), self.std.to(device))
+            with torch.inference_mode(False):  # a copy made while evaluating serves training later too
+                copies[str(device)] = Pool(self.x.to(device), self.y.to(device), self.mean.to(device),
+                                           self.std.to(device))
         return copies[str(device)]
 
 
@@ -139,6 +142,11 @@ class Samples:
             return self
         targets = None if self.targets is None else self.targets.to(pool.x.device)
         return Samples(pool, self.ids.to(pool.x.device), targets)
+
+    def near(self, device: torch.device | str) -> "Samples":
+        """:meth:`to` ``device`` when the pool fits there (a GPU with room: utils/devices.py), else
+        these samples as they are (batches are then copied one by one)."""
+        return self.to(device) if fits_on_device(self.pool.nbytes, device) else self
 
     def relabel(self, targets: Tensor) -> "Samples":
         return Samples(self.pool, self.ids, targets.long())

@@ -14,7 +14,7 @@ from ..data.pool import Augment, Samples
 from ..errors import TrainingError
 from ..models.masks import apply_masks, mask_gradients
 from ..progress import progress_bar
-from ..utils.devices import check_precision, fits_on_device, precision_scope
+from ..utils.devices import check_precision, precision_scope
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -107,8 +107,8 @@ def train(
         raise TrainingError(f"{desc}: no samples to train on")
     device = next(model.parameters()).device
     check_precision(config.precision, device)
-    if config.pool_on_device and fits_on_device(samples.pool.nbytes, device):
-        samples = samples.to(device)
+    if config.pool_on_device:
+        samples = samples.near(device)
     channels_last = config.channels_last and samples.pool.is_image
     if channels_last:
         model.to(memory_format=torch.channels_last)
