@@ -84,16 +84,22 @@ class RayBackend:
         num_cpus: CPUs of a new local cluster (default: all).
         threads_per_task: torch threads (and Ray CPUs) per task.
         max_retries: how often Ray reruns a task whose worker died (not one that raised).
+        gpus_per_task: GPUs Ray reserves for each task (fractional: several tasks share one GPU);
+            needed for jobs on CUDA, since Ray hides the GPUs from a task that reserves none.
     """
 
     name = "ray"
 
     def __init__(self, *, address: str | None = None, num_cpus: int | None = None, threads_per_task: int = 1,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, gpus_per_task: float = 0.0) -> None:
         if not (isinstance(threads_per_task, int) and threads_per_task >= 1):
             raise ConfigError(f"threads_per_task must be a positive integer, got {threads_per_task!r}")
         if not (isinstance(max_retries, int) and max_retries >= 0):
             raise ConfigError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        if not (isinstance(gpus_per_task, (int, float)) and 0 <= gpus_per_task and
+                (gpus_per_task <= 1 or float(gpus_per_task).is_integer())):
+            raise ConfigError(f"gpus_per_task must be a share of one GPU in [0, 1] or a whole number, got {gpus_per_task!r}")
+        self.gpus_per_task = gpus_per_task
         self.address, self.num_cpus = address, num_cpus
         self.threads_per_task, self.max_retries = threads_per_task, max_retries
         self._started = False
@@ -115,7 +121,8 @@ class RayBackend:
     def map(self, fn: Job, items: Iterable[Any], *, common: Any = None) -> Iterator[tuple[int, Any]]:
         ray = _import_ray()
         self.start()
-        task = ray.remote(num_cpus=self.threads_per_task, max_retries=self.max_retries)(_run_task)
+        task = ray.remote(num_cpus=self.threads_per_task, num_gpus=self.gpus_per_task,
+                          max_retries=self.max_retries)(_run_task)
         common_ref = ray.put(common)
         index = {task.remote(fn, common_ref, item, self): i for i, item in enumerate(items)}
         pending = list(index)

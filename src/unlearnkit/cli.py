@@ -16,12 +16,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     from .attacks import list_attacks
     from .data import list_datasets, list_scenarios
     from .methods import list_methods
-    from .models import list_models
+    from .models import UNAVAILABLE, list_models
 
     listers = {"datasets": list_datasets, "models": list_models, "methods": list_methods,
                "attacks": list_attacks, "scenarios": list_scenarios, "adversaries": list_adversaries}
     for kind in [args.kind] if args.kind else LISTS:
         print(f"{kind}: {', '.join(listers[kind]())}")
+        if kind == "models" and UNAVAILABLE:
+            print(f"  not available here: {', '.join(sorted(UNAVAILABLE))} ({next(iter(UNAVAILABLE.values()))})")
     return 0
 
 
@@ -45,7 +47,17 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"data.data_dir={args.data_dir}")
     if args.sparsity is not None:
         out.append(f"sparsity={args.sparsity}")
+    if args.device is not None:
+        out.append(f"device={args.device}")
     return out
+
+
+def _checked(config):
+    """``config`` once its device is available and can run its precision (before any work)."""
+    from .utils.devices import check_precision, resolve_device
+
+    check_precision(config.train.precision, resolve_device(config.device))
+    return config
 
 
 def _listed(option: str, value: str) -> str:
@@ -55,11 +67,15 @@ def _listed(option: str, value: str) -> str:
     return value
 
 
-def _with_backend(args: argparse.Namespace, run):
-    """``run(backend)`` on the backend the user named, closed afterwards."""
+def _with_backend(args: argparse.Namespace, config, run):
+    """``run(backend)`` on the backend the user named, closed afterwards. Ray tasks of a CUDA run
+    reserve ``--gpus-per-task`` of a GPU each."""
     from .backends import create_backend
+    from .utils.devices import resolve_device
 
-    backend = create_backend(args.backend)
+    gpus = args.gpus_per_task if args.gpus_per_task is not None else 0.25
+    on_gpu = args.backend == "ray" and resolve_device(config.device).type == "cuda"
+    backend = create_backend(args.backend, **({"gpus_per_task": gpus} if on_gpu else {}))
     try:
         return run(backend)
     finally:
@@ -84,9 +100,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.recipes.run import default_out_dir
     from .report import experiment_report
 
-    config = load_config(args.config, _overrides(args))
+    config = _checked(load_config(args.config, _overrides(args)))
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
-    records = _with_backend(args, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
+    records = _with_backend(args, config, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
     return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run)
 
 
@@ -115,9 +131,11 @@ def _cmd_adversarial(args: argparse.Namespace) -> int:
         overrides.append(f"out_dir={args.out}")
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir}")
-    config = load(AdversarialConfig, args.config, overrides)
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    config = _checked(load(AdversarialConfig, args.config, overrides))
     run = run_damage if args.command == "damage" else run_heal
-    records = _with_backend(args, lambda backend: run(config, dry_run=args.dry_run, backend=backend))
+    records = _with_backend(args, config, lambda backend: run(config, dry_run=args.dry_run, backend=backend))
     out_dir = Path(config.out_dir or f"runs/{args.command}")
     table = out_dir / "table.md"
     return _finish(records, out_dir, table.read_text() if table.exists() else "no records", dry_run=args.dry_run)
@@ -137,9 +155,15 @@ def _experiment_arguments(parser: argparse.ArgumentParser, *, scenarios: str, se
 
 
 def _backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--device``: where the jobs run (every subcommand that trains has both)."""
+    parser.add_argument("--device", help="auto (default: CUDA when available, else the CPU) | cpu | cuda | cuda:N | "
+                                         "mps; config key device")
     parser.add_argument("--backend", default="local",
                         help="where the jobs (seed × row) and SISA shards go: local (default, in this process) or "
                              "ray (pip install 'unlearnkit[ray]'; the cluster at $RAY_ADDRESS, else a local one)")
+    parser.add_argument("--gpus-per-task", type=float,
+                        help="ray with a CUDA device: the share of a GPU each task reserves (default 0.25: four "
+                             "jobs share a GPU)")
 
 
 def _adversarial_parser(sub, name: str, help: str, description: str) -> None:
@@ -163,8 +187,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from .report.tune import tune_report
 
     grid, overrides = parse_grid(args.method, args.overrides)
-    config = load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides})))
-    records = _with_backend(args, lambda backend: run_tune(config, grid, backend=backend))
+    config = _checked(load_config(args.config, _overrides(argparse.Namespace(**{**vars(args), "overrides": overrides}))))
+    records = _with_backend(args, config, lambda backend: run_tune(config, grid, backend=backend))
     print(tune_report(records, grid))
     print(f"records: {tune_dir(config) / 'records.jsonl'}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0

@@ -6,6 +6,7 @@ pool, so nothing is copied and nothing is lost.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..utils.devices import fits_on_device
 from ..utils.sampling import random_positions
 
 
@@ -49,6 +51,28 @@ class Pool:
     def all(self) -> "Samples":
         return Samples(self, torch.arange(len(self)))
 
+    @property
+    def nbytes(self) -> int:
+        return self.x.nelement() * self.x.element_size() + self.y.nelement() * self.y.element_size()
+
+    def to(self, device: torch.device | str) -> "Pool":
+        """This pool on ``device``, copied there once per pool and device (later calls reuse the
+        copy while this pool lives); the pool itself when it is already there."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.x.device == device:
+            return self
+        copies = _COPIES.setdefault(self, {})
+        if str(device) not in copies:
+            with torch.inference_mode(False):  # a copy made while evaluating serves training later too
+                copies[str(device)] = Pool(self.x.to(device), self.y.to(device), self.mean.to(device),
+                                           self.std.to(device))
+        return copies[str(device)]
+
+
+_COPIES: "weakref.WeakKeyDictionary[Pool, dict[str, Pool]]" = weakref.WeakKeyDictionary()
+
 
 def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel (images) or per-feature mean and std, shaped to broadcast over a batch."""
@@ -69,17 +93,20 @@ class Augment:
     flip: bool = True
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Augment the batch ``x`` where it lies; the random draws come from ``generator`` (a CPU
+        generator: the same draws, hence the same batches, on every device)."""
         b, _, h, w = x.shape
+        dev = x.device
         if self.crop_padding > 0:
             p = self.crop_padding
             padded = torch.nn.functional.pad(x, (p, p, p, p))
-            oy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
-            ox = torch.randint(0, 2 * p + 1, (b,), generator=generator)
-            rows = (oy[:, None] + torch.arange(h))[:, :, None]  # [B, H, 1]
-            cols = (ox[:, None] + torch.arange(w))[:, None, :]  # [B, 1, W]
-            x = padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+            oy = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(dev)
+            ox = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(dev)
+            rows = (oy[:, None] + torch.arange(h, device=dev))[:, :, None]  # [B, H, 1]
+            cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, :]  # [B, 1, W]
+            x = padded[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
         if self.flip:
-            flip = torch.rand(b, generator=generator) < 0.5
+            flip = torch.rand(b, generator=generator).to(dev) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         return x.contiguous()
 
@@ -106,6 +133,20 @@ class Samples:
 
     def inputs(self) -> Tensor:
         return self.pool.inputs(self.ids)
+
+    def to(self, device: torch.device | str) -> "Samples":
+        """The same samples over the pool's copy on ``device`` (:meth:`Pool.to`), IDs and targets
+        moved with it: batches are then indexed (and augmented) there."""
+        pool = self.pool.to(device)
+        if pool is self.pool:
+            return self
+        targets = None if self.targets is None else self.targets.to(pool.x.device)
+        return Samples(pool, self.ids.to(pool.x.device), targets)
+
+    def near(self, device: torch.device | str) -> "Samples":
+        """:meth:`to` ``device`` when the pool fits there (a GPU with room: utils/devices.py), else
+        these samples as they are (batches are then copied one by one)."""
+        return self.to(device) if fits_on_device(self.pool.nbytes, device) else self
 
     def relabel(self, targets: Tensor) -> "Samples":
         return Samples(self.pool, self.ids, targets.long())
@@ -145,12 +186,15 @@ class Samples:
         device: torch.device | str = "cpu",
         drop_last: bool = False,
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(inputs, labels)`` batches by slicing an index tensor (no per-sample Python)."""
+        """Yield ``(inputs, labels)`` batches by slicing an index tensor (no per-sample Python).
+
+        The shuffling order is drawn from ``generator`` on the CPU, so the batches are the same
+        wherever the pool lies (see :meth:`to`)."""
         ids, labels = self.ids, self.labels
         if shuffle:
             if generator is None:
                 raise ValueError("shuffle=True needs an explicit generator")
-            order = torch.randperm(len(ids), generator=generator)
+            order = torch.randperm(len(ids), generator=generator).to(ids.device)
             ids, labels = ids[order], labels[order]
         if augment is not None and generator is None:
             raise ValueError("augmentation needs an explicit generator")

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..healing.similarity import SIMILARITIES
 from ..sparsity.omp import DEFAULT_REWIND
 from ..training.config import TrainConfig
+from ..utils.devices import check_device_name
 from .guard import DEFAULT_GUARD
 from .parsing import build, scalar, set_key, validate_names
 
@@ -58,7 +59,8 @@ class ExperimentConfig:
     """What every recipe shares: data, model, the original's training budget, the methods (empty:
     every registered one) and their ``params``, the ``seeds`` (each draws its own validation split,
     original model and randomness), the output folder and the model cache (default
-    ``$UNLEARNKIT_CACHE/models``; models are stored by content hash)."""
+    ``$UNLEARNKIT_CACHE/models``; models are stored by content hash), and the ``device`` every
+    model is built on (``auto``: CUDA when available, else the CPU; utils/devices.py)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -68,8 +70,10 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     out_dir: str | None = None
     cache_dir: str | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        check_device_name(self.device)  # its availability is checked before any work (load_experiment)
         if not self.seeds:
             raise ConfigError("seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):

@@ -2,6 +2,7 @@
 model cache, and a per-process memo of what its seeds prepare (setups, reserves, requests)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import weakref
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from ..data.dataset import Dataset, load_dataset
 from ..errors import TrainingError
 from ..models.base import create_model
 from ..sparsity.masks import attach_masks, masks_of
+from ..training.config import train_identity
+from ..utils.devices import check_precision, resolve_device
 from ..utils.seeding import derive_seed
 from .cache import ModelCache
 from .config import AdversarialConfig, ExperimentConfig, RunConfig, digest, to_dict
@@ -30,18 +33,25 @@ def dataset_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str, Any]:
+def experiment_identity(config: ExperimentConfig, fingerprint: str, *, device: torch.device | str = "cpu"
+                        ) -> dict[str, Any]:
     """What determines the results apart from seed and method: the base of record and cache keys.
 
     ``run``: the config less its bookkeeping, with top-level options at their defaults omitted (so a
     new option whose default reproduces the old behaviour keeps records and caches valid; a dense
     run ignores ``sparsity_rewind``). ``damage``/``heal``: data, model, training and reserve.
+    Training's speed settings enter only away from their defaults (budget.train_identity), and the
+    ``device`` (resolved) only by its type and only when it is not the CPU: CPU fp32 keys are those
+    of records made before devices and precisions existed; a CUDA or bf16 run gets keys of its own.
     """
     d = to_dict(config)
     d["data"].pop("data_dir")
+    d.pop("device")
+    d["train"] = train_identity(d["train"])
+    on = {"device": torch.device(device).type} if torch.device(device).type != "cpu" else {}
     if isinstance(config, AdversarialConfig):
         return {"data": d["data"], "model": d["model"], "train": d["train"], "reserve": config.reserve,
-                "data_fingerprint": fingerprint}
+                "data_fingerprint": fingerprint, **on}
     for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia", "guard"):
         d.pop(k)
     defaults = to_dict(type(config)())
@@ -50,7 +60,7 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str,
     if not getattr(config, "sparsity", 0):
         d.pop("sparsity_rewind", None)
     d["data_fingerprint"] = fingerprint
-    return d
+    return {**d, **on}
 
 
 def check_finite_model(model: nn.Module, label: str) -> None:
@@ -61,13 +71,15 @@ def check_finite_model(model: nn.Module, label: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class Experiment:
-    """What every seed of a config shares: the dataset, the experiment's identity, its cache."""
+    """What every seed of a config shares: the dataset, the experiment's identity, its cache and
+    the device its models are built on (every method, attack and healing step follows the model)."""
 
     config: ExperimentConfig
     dataset: Dataset
     identity: dict[str, Any]
     digest: str
     cache: ModelCache
+    device: torch.device = torch.device("cpu")
 
     @property
     def sparsity(self) -> float:
@@ -78,20 +90,29 @@ class Experiment:
         ``masks_like``'s pruning masks when given."""
         c = self.config
         model = create_model(c.model.name, num_classes=self.dataset.num_classes, input_shape=self.dataset.input_shape,
-                             seed=derive_seed(seed, "init"), **c.model.options)
+                             seed=derive_seed(seed, "init"), **c.model.options).to(self.device)
         masks = masks_of(masks_like) if masks_like is not None else {}
         return attach_masks(model, masks) if masks else model
 
 
 def load_experiment(config: ExperimentConfig) -> Experiment:
-    """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    """Check the device, load the data of ``config`` and fix its identity (the base of every record
+    and cache key).
+
+    Raises:
+        ConfigError: the device is unavailable or cannot run ``train.precision`` (before any data
+            is read).
+    """
+    device = resolve_device(config.device)
+    check_precision(config.train.precision, device)
     if isinstance(config, RunConfig):
         check_scenario(config.forget)
     kwargs = dict(config.data.options)
     kwargs.update({k: v for k, v in (("data_dir", config.data.data_dir), ("path", config.data.path)) if v is not None})
     dataset = load_dataset(config.data.name, **kwargs)
-    identity = experiment_identity(config, dataset_fingerprint(dataset))
-    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
+    config = dataclasses.replace(config, device=str(device))  # records say where they ran ("auto" does not)
+    identity = experiment_identity(config, dataset_fingerprint(dataset), device=device)
+    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir), device)
 
 
 _MEMO: "weakref.WeakKeyDictionary[Experiment, dict[Any, Any]]" = weakref.WeakKeyDictionary()

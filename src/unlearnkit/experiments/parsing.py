@@ -107,9 +107,15 @@ def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def validate_names(config: Any) -> None:
-    """Check method, parameter and strategy names against the registries, before any work."""
+    """Check model, method, parameter and strategy names against the registries, before any work."""
     from ..adversary.base import create_adversary, list_adversaries
     from ..methods.base import create_method, list_methods
+    from ..models.base import UNAVAILABLE, list_models
+
+    if config.model.name in UNAVAILABLE and config.model.name not in list_models():
+        raise ConfigError(f"model {config.model.name!r} {UNAVAILABLE[config.model.name]}")
+    if config.model.name not in list_models():
+        raise ConfigError(f"unknown model {config.model.name!r}; valid: {', '.join(list_models())}")
 
     methods = list(config.methods)
     if hasattr(config, "heal"):  # damage and heal configs

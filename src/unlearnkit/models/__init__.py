@@ -1,5 +1,5 @@
 """Model registry: ``create_model(name, ...)``, ``list_models()``."""
-from . import cnn, resnet  # noqa: F401  (registration)
-from .base import Classifier, create_model, list_models, register_model, reinitialise
+from . import backbones, cnn, resnet  # noqa: F401  (registration; backbones only with torchvision)
+from .base import UNAVAILABLE, Classifier, create_model, list_models, register_model, reinitialise
 
-__all__ = ["Classifier", "create_model", "list_models", "register_model", "reinitialise"]
+__all__ = ["UNAVAILABLE", "Classifier", "create_model", "list_models", "register_model", "reinitialise"]

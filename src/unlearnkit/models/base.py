@@ -6,10 +6,13 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 MODELS: Registry[Callable[..., "Classifier"]] = Registry("model")
 register_model = MODELS.register
+# Models that an optional package would register, with how to get it (filled by backbones.py).
+UNAVAILABLE: dict[str, str] = {}
 
 
 class Classifier(nn.Module):
@@ -41,8 +44,11 @@ def create_model(name: str, *, num_classes: int, input_shape: tuple[int, ...], s
     initial weights are drawn from that seed without touching the global random state.
 
     Raises:
-        RegistryError: unknown name (lists the valid ones). ConfigError: bad keyword values.
+        RegistryError: unknown name (lists the valid ones). ConfigError: bad keyword values, or a
+            model whose optional package is missing (says how to install it).
     """
+    if name in UNAVAILABLE and name not in MODELS:
+        raise ConfigError(f"model {name!r} {UNAVAILABLE[name]}")
     builder = MODELS.get(name)
     if seed is None:
         return builder(num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)

@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 from typing import Any, Iterable
 
+from ..budget import train_identity
 from ..metrics.audit import HEADLINE
 from .table import _ordered_rows, describe, display_name, distinguish_variants, fmt
 
@@ -18,10 +19,13 @@ Setting = tuple[float, float | None]
 
 
 def workload_key(record: dict[str, Any]) -> str:
-    """What must match for two runs to share a table: data, model, training budget, forget request."""
+    """What must match for two runs to share a table: data, model, training budget (and precision),
+    forget request, and the kind of device (only when it is not the CPU)."""
     c = record["config"]
     data = {k: v for k, v in c["data"].items() if k != "data_dir"}
-    return json.dumps([data, c["model"], c["train"], c["forget"]], sort_keys=True, default=str)
+    device = str(c.get("device", "cpu")).split(":")[0]
+    return json.dumps([data, c["model"], train_identity(c["train"]), c["forget"]] + ([device] if device != "cpu" else []),
+                      sort_keys=True, default=str)
 
 
 def setting_of(record: dict[str, Any]) -> Setting:

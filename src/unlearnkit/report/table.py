@@ -46,6 +46,8 @@ def describe(record: dict[str, Any]) -> str:
                 "class": f"class {f['forget_class']}", "ids": f"ids from {f['ids_file']}"}.get(f["scenario"], f["scenario"])
     model = c["model"]["name"] + "".join(f" {k}={v}" for k, v in c["model"]["options"].items())
     extra = f" · sparsity {c['sparsity']}" if c.get("sparsity") else ""
+    extra += "".join(f" · {v}" for v, plain in ((str(c.get("device", "cpu")), "cpu"),
+                                                 (c["train"].get("precision", "fp32"), "fp32")) if v != plain)
     return f"{c['data']['name']} · {model} · {scenario}{extra} · {c['train']['epochs']:g} epochs"
 
 

@@ -47,7 +47,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..models.base import reinitialise
 from ..models.masks import apply_masks, masks_of
 from ..training.checkpoint import load_checkpoint, save_checkpoint, state_checksum
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, train_identity
 from ..training.loop import scaled, train
 from ..utils.files import write_atomic
 from ..utils.seeding import derive_seed, derived_generator
@@ -84,7 +84,7 @@ class SisaConfig:
         return scaled(self.budget, epochs=self.budget.epochs * share, warmup_epochs=self.budget.warmup_epochs * share)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "budget": asdict(self.budget)}
+        return {**asdict(self), "budget": train_identity(asdict(self.budget))}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SisaConfig":
@@ -455,8 +455,9 @@ def cached_store(template: nn.Module, samples: Samples, config: SisaConfig, *,
     architecture and the data fingerprint. Returns ``(store, was_cached)``. A store whose
     bookkeeping is unreadable is trained again.
     """
+    device = next(template.parameters()).device.type
     key = {"format": FORMAT, "config": config.to_json(), "architecture": architecture(template),
-           "fingerprint": data_fingerprint(samples.pool, samples.ids)}
+           "fingerprint": data_fingerprint(samples.pool, samples.ids), **({"device": device} if device != "cpu" else {})}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     folder = Path(root) if root is not None else cache_root() / "sisa"
     path = folder / digest[:2] / digest

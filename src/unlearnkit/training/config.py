@@ -1,4 +1,4 @@
 """Re-export: the training budget lives in :mod:`unlearnkit.budget` (data/ needs it, and must not import training/)."""
-from ..budget import SCHEDULES, TrainConfig
+from ..budget import PRECISIONS, SCHEDULES, TrainConfig, train_identity
 
-__all__ = ["SCHEDULES", "TrainConfig"]
+__all__ = ["PRECISIONS", "SCHEDULES", "TrainConfig", "train_identity"]

@@ -9,15 +9,16 @@ from ..data.pool import Samples
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, samples: Samples, *, batch_size: int = 1024) -> Tensor:
-    """Logits ``[n, C]`` (on CPU) of ``model`` in eval mode; the model's mode is restored after."""
+    """Logits ``[n, C]`` (on CPU) of ``model`` in eval mode; the model's mode is restored after.
+    On a GPU the samples' pool is copied there once when it fits (Samples.near)."""
     was_training = model.training
     device = next(model.parameters()).device
     model.eval()
-    out = [model(x).float().cpu() for x, _ in samples.batches(batch_size, device=device)]
+    out = [model(x).float() for x, _ in samples.near(device).batches(batch_size, device=device)]
     model.train(was_training)
     if not out:
         return torch.empty(0, 0)
-    return torch.cat(out)
+    return torch.cat(out).cpu()  # one copy back (on a GPU, one synchronisation)
 
 
 @torch.inference_mode()
@@ -26,9 +27,9 @@ def predict_features(model: nn.Module, samples: Samples, *, batch_size: int = 10
     was_training = model.training
     device = next(model.parameters()).device
     model.eval()
-    out = [model.forward_features(x).float().cpu() for x, _ in samples.batches(batch_size, device=device)]
+    out = [model.forward_features(x).float() for x, _ in samples.near(device).batches(batch_size, device=device)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
+    return torch.cat(out).cpu() if out else torch.empty(0, 0)
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:

@@ -14,6 +14,7 @@ from ..data.pool import Augment, Samples
 from ..errors import TrainingError
 from ..models.masks import apply_masks, mask_gradients
 from ..progress import progress_bar
+from ..utils.devices import check_precision, precision_scope
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -93,6 +94,11 @@ def train(
     at zero): stopping at step k with the original generator replays a run's first k steps exactly,
     and starting at k resumes its schedule there (weight rewinding, sparsity/omp.py).
 
+    It runs on the model's device. ``config.precision`` / ``channels_last`` / ``compile`` set how
+    (utils/devices.py); on a GPU the samples' uint8 pool is copied there once when it fits
+    (``config.pool_on_device``) and batches are indexed and augmented there. Shuffling and
+    augmentation draw from ``generator`` on the CPU, so every device sees the same batches.
+
     Raises:
         TrainingError: the loss became NaN or infinite (the model is then left half-trained; callers
             that must not lose the input train a copy).
@@ -100,6 +106,13 @@ def train(
     if len(samples) == 0:
         raise TrainingError(f"{desc}: no samples to train on")
     device = next(model.parameters()).device
+    check_precision(config.precision, device)
+    if config.pool_on_device:
+        samples = samples.near(device)
+    channels_last = config.channels_last and samples.pool.is_image
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if config.compile else model
     steps_per_epoch = math.ceil(len(samples) / config.batch_size)
     total = max(1, math.ceil(config.epochs * steps_per_epoch))
     end = total if stop_step is None else stop_step
@@ -111,13 +124,15 @@ def train(
     model.train()
     step, seen, loss = start_step, 0, torch.tensor(float("nan"))
     start = time.perf_counter()
-    with progress_bar(end - start_step, desc) as bar:
+    with progress_bar(end - start_step, desc) as bar, precision_scope(config.precision, device):
         while step < end:
             for x, y in samples.batches(config.batch_size, shuffle=True, generator=generator,
                                         augment=augment, device=device):
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * lr_factor(config, step, total, steps_per_epoch)
-                loss = loss_fn(model, x, y)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                loss = loss_fn(forward, x, y).float()
                 check_finite(loss, f"{desc} at step {step + 1}/{total}", config)
                 masked_step(model, optimizer, loss)
                 if after_step is not None:
@@ -127,6 +142,8 @@ def train(
                 bar.update(1)
                 if step == end:
                     break
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return TrainStats(steps=step - start_step, samples=seen, seconds=time.perf_counter() - start, final_loss=float(loss.detach()))
 
