@@ -253,3 +253,16 @@ def test_a_method_with_non_finite_outputs_is_a_failed_row_and_the_others_go_on(t
     assert recs["ft"]["status"] == "ok"
     assert "delete their lines from records.jsonl" in capsys.readouterr().err
     assert main(args) == 1 and len(records(out)) == len(recs)  # recorded, not retried
+
+
+def test_an_ids_file_is_honoured_with_seeds_0_1_2(tmp_path, capsys):
+    """The README's `unlearnkit run --forget-ids my_ids.txt` with the default seeds, on any valid file."""
+    ids = tmp_path / "my_ids.txt"
+    ids.write_text("\n".join(str(i) for i in range(3, 600, 29)) + "\n")  # 21 ids across the file
+    out = tmp_path / "out"
+    assert main(["run", *TINY, "--forget-ids", str(ids), "--methods", "ft", "noise_floor=false", "attacks=false",
+                 "--out", str(out)]) == 0
+    recs = records(out)
+    assert sorted(r["seed"] for r in recs if r["row"] == "ft") == [0, 1, 2]
+    assert {r["n_forget"] for r in recs} == {21} and len({r["forget_ids_sha256"] for r in recs}) == 1
+    assert "ids from" in capsys.readouterr().out

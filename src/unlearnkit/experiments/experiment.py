@@ -12,6 +12,7 @@ from torch import nn
 
 from ..adversary.scenario import check_scenario
 from ..data.dataset import Dataset, load_dataset
+from ..data.scenarios import read_ids_file
 from ..errors import TrainingError
 from ..models.base import create_model
 from ..sparsity.masks import attach_masks, masks_of
@@ -30,12 +31,15 @@ def dataset_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str, Any]:
+def experiment_identity(config: ExperimentConfig, fingerprint: str, requested: torch.Tensor | None = None
+                        ) -> dict[str, Any]:
     """What determines the results apart from seed and method: the base of record and cache keys.
 
     ``run``: the config less its bookkeeping, with top-level options at their defaults omitted (so a
     new option whose default reproduces the old behaviour keeps records and caches valid; a dense
     run ignores ``sparsity_rewind``). ``damage``/``heal``: data, model, training and reserve.
+    ``requested``: the IDs an ``ids`` request names; their hash joins the identity, since they
+    decide which samples D_v is carved from (data/splits.base_split), hence the original's training.
     """
     d = to_dict(config)
     d["data"].pop("data_dir")
@@ -50,6 +54,8 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str) -> dict[str,
     if not getattr(config, "sparsity", 0):
         d.pop("sparsity_rewind", None)
     d["data_fingerprint"] = fingerprint
+    if requested is not None:
+        d["requested_sha256"] = hashlib.sha256(torch.sort(requested).values.numpy().tobytes()).hexdigest()
     return d
 
 
@@ -61,13 +67,15 @@ def check_finite_model(model: nn.Module, label: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class Experiment:
-    """What every seed of a config shares: the dataset, the experiment's identity, its cache."""
+    """What every seed of a config shares: the dataset, the experiment's identity, its cache, and
+    the IDs of an ``ids`` request (read once; every seed keeps them out of D_v)."""
 
     config: ExperimentConfig
     dataset: Dataset
     identity: dict[str, Any]
     digest: str
     cache: ModelCache
+    requested: torch.Tensor | None = None
 
     @property
     def sparsity(self) -> float:
@@ -85,13 +93,16 @@ class Experiment:
 
 def load_experiment(config: ExperimentConfig) -> Experiment:
     """Load the data of ``config`` and fix its identity (the base of every record and cache key)."""
+    requested = None
     if isinstance(config, RunConfig):
         check_scenario(config.forget)
+        if config.forget.scenario == "ids" and config.forget.ids_file is not None:
+            requested = read_ids_file(config.forget.ids_file)
     kwargs = dict(config.data.options)
     kwargs.update({k: v for k, v in (("data_dir", config.data.data_dir), ("path", config.data.path)) if v is not None})
     dataset = load_dataset(config.data.name, **kwargs)
-    identity = experiment_identity(config, dataset_fingerprint(dataset))
-    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir))
+    identity = experiment_identity(config, dataset_fingerprint(dataset), requested)
+    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir), requested)
 
 
 _MEMO: "weakref.WeakKeyDictionary[Experiment, dict[Any, Any]]" = weakref.WeakKeyDictionary()
