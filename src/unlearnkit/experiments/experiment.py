@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..adversary.scenario import check_scenario
-from ..data.dataset import Dataset, load_dataset
+from ..data.dataset import DATASETS, Dataset, load_dataset
 from ..data.scenarios import read_ids_file
-from ..errors import TrainingError
-from ..models.base import create_model
+from ..errors import ConfigError, TrainingError, UnlearnKitError
+from ..models.base import MODELS, create_model
 from ..sparsity.masks import attach_masks, masks_of
 from ..utils.seeding import derive_seed
 from .cache import ModelCache
@@ -100,9 +100,26 @@ def load_experiment(config: ExperimentConfig) -> Experiment:
             requested = read_ids_file(config.forget.ids_file)
     kwargs = dict(config.data.options)
     kwargs.update({k: v for k, v in (("data_dir", config.data.data_dir), ("path", config.data.path)) if v is not None})
+    DATASETS.check_options(config.data.name, kwargs, "data.options / data.path")
     dataset = load_dataset(config.data.name, **kwargs)
     identity = experiment_identity(config, dataset_fingerprint(dataset), requested)
-    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir), requested)
+    experiment = Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir), requested)
+    check_model(experiment)
+    return experiment
+
+
+def check_model(experiment: Experiment) -> None:
+    """Build the configured model once (untrained), so that a bad model name, option or input shape
+    is refused before any seed trains, in a dry run too."""
+    c = experiment.config
+    MODELS.check_options(c.model.name, c.model.options, "model.options", fixed=("num_classes", "input_shape", "seed"))
+    try:
+        experiment.make_model(0)
+    except UnlearnKitError:
+        raise
+    except Exception as e:  # a builder's own complaint about these options or this data's shape
+        raise ConfigError(f"model {c.model.name!r} cannot be built with options {c.model.options} for inputs of "
+                          f"shape {experiment.dataset.input_shape}: {type(e).__name__}: {e}") from e
 
 
 _MEMO: "weakref.WeakKeyDictionary[Experiment, dict[Any, Any]]" = weakref.WeakKeyDictionary()
