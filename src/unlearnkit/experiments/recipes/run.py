@@ -130,13 +130,14 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     rows = rows_for(config)
     n_test = config.data.test_subset or len(experiment.dataset.test)
     recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}
-    if retry_failed:
-        retried = [r.get("row", r["key"]) for r in recorded.values() if r.get("status") != "ok"]
-        recorded = {k: r for k, r in recorded.items() if r.get("status") == "ok"}
-        log.info("retrying %d failed row(s)%s", len(retried), f": {', '.join(retried)}" if retried else "")
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
     jobs = [Job(key(seed, row), seed, row, reference=row.label == REFERENCE) for seed in config.seeds for row in rows]
+    if retry_failed:
+        retried = [f"seed {job.group}: {job.spec.label}" for job in jobs
+                   if job.key in recorded and recorded[job.key].get("status") != "ok"]
+        recorded = {k: r for k, r in recorded.items() if r.get("status") == "ok"}
+        log.info("retrying %d failed row(s)%s", len(retried), f" ({', '.join(retried)})" if retried else "")
     for seed in config.seeds:
         pending = [job.spec.label for job in jobs if job.group == seed and job.key not in recorded]
         log.info("seed %d: %d of %d rows to run%s", seed, len(pending), len(rows),
