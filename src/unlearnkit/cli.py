@@ -194,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                           seeds="default 0,1,2", out="output folder (default runs/<dataset>-<model>-<scenario>)",
                           sparsity="prune the original model to this share of zero weights first (e.g. 0.95; "
                                    "default 0 = dense)")
-    run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check everything that needs no model (config, data file, every seed's request, output "
+                          "folder) and show what would run; trains and writes nothing")
     run.add_argument("--retry-failed", action="store_true",
                      help="run rows recorded as failed again (by default a rerun keeps them as recorded)")
     _backend_argument(run)
