@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnkit.data import ForgetRequest, read_ids_file, select_forget_ids, validate_forget_ids
+from unlearnkit.data import ForgetRequest, base_split, read_ids_file, select_forget_ids, validate_forget_ids
 from unlearnkit.errors import ConfigError, ForgetRequestError
 
 G = torch.Generator
@@ -151,3 +151,18 @@ def test_an_ids_request_larger_than_the_subset_is_refused(tmp_path):
     exp = load_experiment(load_config(None, SMALL + ["data.train_subset=300", "forget.scenario=ids", f"forget.ids_file={f}"]))
     with pytest.raises(ConfigError, match=r"data.train_subset=300 is smaller than the forget request \(400 ids\)"):
         forget_ids_before_training(exp, 0)
+
+
+def test_an_ids_request_leaving_one_sample_of_a_class_keeps_it_in_training():
+    """D_v never takes the last unrequested sample of a class (here the rounding of a 10% stratified
+    draw would: 1 + 9 × 41 samples outside the request, 37 for D_v, one of them class 0's last)."""
+    from unlearnkit.data.dataset import make_dataset
+
+    y = torch.cat([torch.zeros(5, dtype=torch.int64), torch.arange(1, 10).repeat_interleave(41)])
+    x = torch.zeros(len(y), 1, 2, 2, dtype=torch.uint8)
+    ds = make_dataset("tiny", x, y, x[:10], torch.arange(10), 10)
+    requested = torch.arange(1, 5)  # four of class 0's five samples
+    for seed in range(3):
+        base, _ = base_split(ds, seed=seed, requested=requested)
+        assert 0 in base.train.ids.tolist() and len(base.val) == 36
+        assert validate_forget_ids(requested, base.train, len(ds.train)).tolist() == [1, 2, 3, 4]

@@ -32,7 +32,8 @@ def base_split(dataset: Dataset, *, val_fraction: float = 0.1, train_subset: int
 
     ``requested``: the IDs of an explicit deletion request (the ``ids`` scenario). They stay in
     training under every seed, so the request can always be honoured: a ``train_subset`` keeps
-    them, and D_v is ``val_fraction`` of the *other* samples. Without it (``random``, ``class``,
+    them, and D_v is ``val_fraction`` of the *other* samples (less any class's last ones, which
+    stay in training so that the request empties no class it does not empty itself). Without it (``random``, ``class``,
     ``adversarial:*``) D_v is ``val_fraction`` of the training file, drawn as always. IDs outside
     the file are ignored here; the request's validator refuses them.
     """
@@ -61,6 +62,8 @@ def base_split(dataset: Dataset, *, val_fraction: float = 0.1, train_subset: int
         test_ids = stratified_subset(dataset.test.y, test_ids, count=test_subset, generator=g)
     candidates = universe if kept is None else _without(universe, kept)
     val_ids = stratified_subset(y, candidates, val_fraction, generator=g) if len(candidates) else candidates
+    if kept is not None:  # a class whose only unrequested samples D_v took keeps them in training
+        val_ids = val_ids[torch.isin(y[val_ids], y[_without(candidates, val_ids)])]
     train_ids = _without(universe, val_ids)
     split = BaseSplit(dataset, Samples(dataset.train, train_ids), Samples(dataset.train, val_ids))
     return split, Samples(dataset.test, test_ids)
