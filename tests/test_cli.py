@@ -251,5 +251,47 @@ def test_a_method_with_non_finite_outputs_is_a_failed_row_and_the_others_go_on(t
     recs = {r["row"]: r for r in records(out)}
     assert recs["ff"]["status"] == "failed" and "outputs are not finite" in recs["ff"]["error"]
     assert recs["ft"]["status"] == "ok"
-    assert "delete their lines from records.jsonl" in capsys.readouterr().err
+    assert "rerun with --retry-failed to run them again" in capsys.readouterr().err
     assert main(args) == 1 and len(records(out)) == len(recs)  # recorded, not retried
+
+
+def test_retry_failed_reruns_failed_rows_only(tmp_path, capsys, monkeypatch):
+    import unlearnkit.experiments.recipes.run as run_recipe
+    from unlearnkit.errors import TrainingError
+
+    def flaky(model, label):
+        if label == "ft":
+            raise TrainingError("ft: a transient failure")
+
+    out = tmp_path / "out"
+    args = ["run", *TINY, "--seeds", "0", "--methods", "ft,ga", "noise_floor=false", "attacks=false", "--out", str(out)]
+    with monkeypatch.context() as m:
+        m.setattr(run_recipe, "check_finite_model", flaky)
+        assert main(args) == 1
+    first = records(out)
+    assert {r["row"]: r["status"] for r in first} == {"original": "ok", "retrain": "ok", "ft": "failed", "ga": "ok"}
+    capsys.readouterr()
+    assert main(args) == 1 and records(out) == first  # without the flag: kept as recorded, and the hint names it
+    assert "--retry-failed" in capsys.readouterr().err
+    assert main([*args, "--retry-failed"]) == 0
+    recs = records(out)
+    assert recs[:4] == first and [(r["row"], r["status"]) for r in recs[4:]] == [("ft", "ok")]
+    assert recs[4]["key"] == next(r["key"] for r in first if r["row"] == "ft")
+    assert "failed" not in (out / "table.md").read_text()
+    assert main(args) == 0 and len(records(out)) == 5  # the retried row is recorded: nothing runs again
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "transient" not in capsys.readouterr().out
+
+
+def test_an_ids_file_is_honoured_with_seeds_0_1_2(tmp_path, capsys):
+    """The README's `unlearnkit run --forget-ids my_ids.txt` with the default seeds, on any valid file."""
+    ids = tmp_path / "my_ids.txt"
+    ids.write_text("\n".join(str(i) for i in range(3, 600, 29)) + "\n")  # 21 ids across the file
+    out = tmp_path / "out"
+    assert main(["run", *TINY, "--forget-ids", str(ids), "--methods", "ft", "noise_floor=false", "attacks=false",
+                 "--out", str(out)]) == 0
+    recs = records(out)
+    assert sorted(r["seed"] for r in recs if r["row"] == "ft") == [0, 1, 2]
+    assert {r["n_forget"] for r in recs} == {21} and len({r["forget_ids_sha256"] for r in recs}) == 1
+    assert "ids from" in capsys.readouterr().out

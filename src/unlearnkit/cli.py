@@ -82,14 +82,19 @@ def _with_backend(args: argparse.Namespace, config, run):
         backend.close()
 
 
-def _finish(records: list[dict], out_dir: Path, text: str, *, dry_run: bool) -> int:
+def _finish(records: list[dict], out_dir: Path, text: str, *, dry_run: bool, retry: str | None = None) -> int:
+    """Print the table and where it went; exit 1 when a row failed, saying how to run it again
+    (``retry``: the option that reruns failed rows, where the command has one)."""
     if dry_run:
         print(f"dry run: nothing trained; records would go to {out_dir / 'records.jsonl'}")
         return 0
     print(text)
     print(f"records: {out_dir / 'records.jsonl'}   table: {out_dir / 'table.md'}")
     failed = sum(r.get("status") != "ok" for r in records)
-    if failed:
+    if failed and retry:
+        print(f"unlearnkit: {failed} row(s) failed (errors in the table); a rerun keeps them as recorded: rerun with "
+              f"{retry} to run them again (changed hyperparameters get rows of their own)", file=sys.stderr)
+    elif failed:
         print(f"unlearnkit: {failed} row(s) failed (errors in the table); a rerun keeps them as recorded: change the "
               "method's hyperparameters, or delete their lines from records.jsonl, to run them again", file=sys.stderr)
     return 1 if failed else 0
@@ -102,8 +107,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = _checked(load_config(args.config, _overrides(args)))
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
-    records = _with_backend(args, config, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend))
-    return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run)
+    records = _with_backend(args, config, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend,
+                                                                 retry_failed=args.retry_failed))
+    return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run,
+                   retry="--retry-failed")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -211,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
                           seeds="default 0,1,2", out="output folder (default runs/<dataset>-<model>-<scenario>)",
                           sparsity="prune the original model to this share of zero weights first (e.g. 0.95; "
                                    "default 0 = dense)")
-    run.add_argument("--dry-run", action="store_true", help="validate the config and show what would run")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check everything that needs no model (config, data file, every seed's request, output "
+                          "folder) and show what would run; trains and writes nothing")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run rows recorded as failed again (by default a rerun keeps them as recorded)")
     _backend_argument(run)
     run.set_defaults(func=_cmd_run)
 

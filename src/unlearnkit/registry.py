@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import inspect
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError, RegistryError
@@ -54,6 +55,23 @@ class Registry(Generic[T]):
         if unknown:
             raise ConfigError(f"{self.kind} {name!r} has no hyperparameter(s) {unknown}; valid: {sorted(fields)}")
         return cls(**params)
+
+    def check_options(self, name: str, options: dict[str, Any], where: str, *, fixed: tuple[str, ...] = ()) -> None:
+        """Refuse keyword ``options`` that the builder registered under ``name`` does not take
+        (before it is called, so that a typo is a ConfigError naming ``where``, not a TypeError).
+        ``fixed``: arguments the caller always passes itself (not the user's to set).
+
+        Raises:
+            RegistryError: unknown name. ConfigError: unknown options (lists the valid ones).
+        """
+        params = inspect.signature(self.get(name)).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return
+        valid = sorted(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                       and p.name not in fixed)
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(f"{where}: {self.kind} {name!r} takes no option(s) {unknown}; valid: {valid}")
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))

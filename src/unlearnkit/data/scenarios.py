@@ -127,10 +127,15 @@ def ids_scenario(train: Samples, request: ForgetRequest, generator: torch.Genera
 
 
 def select_forget_ids(train: Samples, request: ForgetRequest, *, generator: torch.Generator) -> Tensor:
-    """Run the request's scenario and validate what it names."""
+    """Run the request's scenario and validate what it names (an ``ids`` file's refusal names the file)."""
     ids = SCENARIOS.get(request.scenario)(train, request, generator)
     named = request.forget_class if request.scenario == "class" else None
-    return validate_forget_ids(ids, train, len(train.pool), named_class=named)
+    try:
+        return validate_forget_ids(ids, train, len(train.pool), named_class=named)
+    except ForgetRequestError as e:
+        if request.scenario != "ids":
+            raise
+        raise ForgetRequestError(f"{request.ids_file}: {e}") from e
 
 
 def list_scenarios(pattern: str = "*") -> list[str]:

@@ -23,29 +23,54 @@ class BaseSplit:
 
 
 def base_split(dataset: Dataset, *, val_fraction: float = 0.1, train_subset: int | None = None,
-               test_subset: int | None = None, seed: int = 0) -> tuple[BaseSplit, Samples]:
+               test_subset: int | None = None, seed: int = 0, requested: Tensor | None = None
+               ) -> tuple[BaseSplit, Samples]:
     """Carve a seeded, stratified validation set from the training file; return it and the test set.
 
     ``train_subset`` / ``test_subset`` keep a stratified subset of that many samples first (for
     tests and quick runs); sample IDs remain row numbers of the files either way.
+
+    ``requested``: the IDs of an explicit deletion request (the ``ids`` scenario). They stay in
+    training under every seed, so the request can always be honoured: a ``train_subset`` keeps
+    them, and D_v is ``val_fraction`` of the *other* samples (less any class's last ones, which
+    stay in training so that the request empties no class it does not empty itself). Without it (``random``, ``class``,
+    ``adversarial:*``) D_v is ``val_fraction`` of the training file, drawn as always. IDs outside
+    the file are ignored here; the request's validator refuses them.
     """
     if not 0 < val_fraction < 1:
         raise ConfigError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
     g = torch.Generator().manual_seed(seed)
+    y = dataset.train.y
     universe = torch.arange(len(dataset.train))
+    kept = None if requested is None else torch.unique(requested[(requested >= 0) & (requested < len(universe))])
     if train_subset is not None:
         if not 0 < train_subset <= len(universe):
             raise ConfigError(f"data.train_subset must lie in [1, {len(universe)}], got {train_subset}")
-        universe = stratified_subset(dataset.train.y, universe, count=train_subset, generator=g)
+        if kept is None:
+            universe = stratified_subset(y, universe, count=train_subset, generator=g)
+        elif train_subset < len(kept):
+            raise ConfigError(f"data.train_subset={train_subset} is smaller than the forget request "
+                              f"({len(kept)} ids); keep at least that many")
+        else:
+            extra = train_subset - len(kept)
+            others = stratified_subset(y, _without(universe, kept), count=extra, generator=g) if extra else kept[:0]
+            universe = torch.sort(torch.cat([kept, others])).values
     test_ids = torch.arange(len(dataset.test))
     if test_subset is not None:
         if not 0 < test_subset <= len(test_ids):
             raise ConfigError(f"data.test_subset must lie in [1, {len(test_ids)}], got {test_subset}")
         test_ids = stratified_subset(dataset.test.y, test_ids, count=test_subset, generator=g)
-    val_ids = stratified_subset(dataset.train.y, universe, val_fraction, generator=g)
-    train_ids = universe[~torch.isin(universe, val_ids)]
+    candidates = universe if kept is None else _without(universe, kept)
+    val_ids = stratified_subset(y, candidates, val_fraction, generator=g) if len(candidates) else candidates
+    if kept is not None:  # a class whose only unrequested samples D_v took keeps them in training
+        val_ids = val_ids[torch.isin(y[val_ids], y[_without(candidates, val_ids)])]
+    train_ids = _without(universe, val_ids)
     split = BaseSplit(dataset, Samples(dataset.train, train_ids), Samples(dataset.train, val_ids))
     return split, Samples(dataset.test, test_ids)
+
+
+def _without(ids: Tensor, drop: Tensor) -> Tensor:
+    return ids[~torch.isin(ids, drop)]
 
 
 @dataclass(frozen=True, eq=False)

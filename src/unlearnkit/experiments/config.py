@@ -218,8 +218,11 @@ def load(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()
             raise ConfigError(f"config file not found: {p}")
         try:
             raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p} is not valid YAML: {e}") from e
+        except yaml.YAMLError as e:  # one line: the problem and where (PyYAML's text spans several)
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise ConfigError(f"{p} is not valid YAML{where}: {problem}") from e
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: a config must be a mapping at the top level")
     for item in overrides:

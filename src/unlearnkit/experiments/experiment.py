@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from ..adversary.scenario import check_scenario
-from ..data.dataset import Dataset, load_dataset
-from ..errors import TrainingError
-from ..models.base import create_model
+from ..data.dataset import DATASETS, Dataset, load_dataset
+from ..data.scenarios import read_ids_file
+from ..errors import ConfigError, TrainingError, UnlearnKitError
+from ..models.base import MODELS, create_model
 from ..sparsity.masks import attach_masks, masks_of
 from ..training.config import train_identity
 from ..utils.devices import check_precision, resolve_device
@@ -33,7 +34,8 @@ def dataset_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-def experiment_identity(config: ExperimentConfig, fingerprint: str, *, device: torch.device | str = "cpu"
+def experiment_identity(config: ExperimentConfig, fingerprint: str, requested: torch.Tensor | None = None, *,
+                        device: torch.device | str = "cpu"
                         ) -> dict[str, Any]:
     """What determines the results apart from seed and method: the base of record and cache keys.
 
@@ -43,6 +45,8 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str, *, device: t
     Training's speed settings enter only away from their defaults (budget.train_identity), and the
     ``device`` (resolved) only by its type and only when it is not the CPU: CPU fp32 keys are those
     of records made before devices and precisions existed; a CUDA or bf16 run gets keys of its own.
+    ``requested``: the IDs an ``ids`` request names; their hash joins the identity, since they
+    decide which samples D_v is carved from (data/splits.base_split), hence the original's training.
     """
     d = to_dict(config)
     d["data"].pop("data_dir")
@@ -60,6 +64,8 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str, *, device: t
     if not getattr(config, "sparsity", 0):
         d.pop("sparsity_rewind", None)
     d["data_fingerprint"] = fingerprint
+    if requested is not None:
+        d["requested_sha256"] = hashlib.sha256(torch.sort(requested).values.numpy().tobytes()).hexdigest()
     return {**d, **on}
 
 
@@ -71,8 +77,9 @@ def check_finite_model(model: nn.Module, label: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class Experiment:
-    """What every seed of a config shares: the dataset, the experiment's identity, its cache and
-    the device its models are built on (every method, attack and healing step follows the model)."""
+    """What every seed of a config shares: the dataset, the experiment's identity, its cache, the
+    device its models are built on (every method, attack and healing step follows the model), and
+    the IDs of an ``ids`` request (read once; every seed keeps them out of D_v)."""
 
     config: ExperimentConfig
     dataset: Dataset
@@ -80,6 +87,7 @@ class Experiment:
     digest: str
     cache: ModelCache
     device: torch.device = torch.device("cpu")
+    requested: torch.Tensor | None = None
 
     @property
     def sparsity(self) -> float:
@@ -105,14 +113,34 @@ def load_experiment(config: ExperimentConfig) -> Experiment:
     """
     device = resolve_device(config.device)
     check_precision(config.train.precision, device)
+    requested = None
     if isinstance(config, RunConfig):
         check_scenario(config.forget)
+        if config.forget.scenario == "ids" and config.forget.ids_file is not None:
+            requested = read_ids_file(config.forget.ids_file)
     kwargs = dict(config.data.options)
     kwargs.update({k: v for k, v in (("data_dir", config.data.data_dir), ("path", config.data.path)) if v is not None})
+    DATASETS.check_options(config.data.name, kwargs, "data.options / data.path")
     dataset = load_dataset(config.data.name, **kwargs)
     config = dataclasses.replace(config, device=str(device))  # records say where they ran ("auto" does not)
-    identity = experiment_identity(config, dataset_fingerprint(dataset), device=device)
-    return Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir), device)
+    identity = experiment_identity(config, dataset_fingerprint(dataset), requested, device=device)
+    experiment = Experiment(config, dataset, identity, digest(identity), ModelCache(config.cache_dir), device, requested)
+    check_model(experiment)
+    return experiment
+
+
+def check_model(experiment: Experiment) -> None:
+    """Build the configured model once (untrained), so that a bad model name, option or input shape
+    is refused before any seed trains, in a dry run too."""
+    c = experiment.config
+    MODELS.check_options(c.model.name, c.model.options, "model.options", fixed=("num_classes", "input_shape", "seed"))
+    try:
+        experiment.make_model(0)
+    except UnlearnKitError:
+        raise
+    except Exception as e:  # a builder's own complaint about these options or this data's shape
+        raise ConfigError(f"model {c.model.name!r} cannot be built with options {c.model.options} for inputs of "
+                          f"shape {experiment.dataset.input_shape}: {type(e).__name__}: {e}") from e
 
 
 _MEMO: "weakref.WeakKeyDictionary[Experiment, dict[Any, Any]]" = weakref.WeakKeyDictionary()

@@ -128,7 +128,11 @@ def validate_names(config: Any) -> None:
             raise ConfigError(f"params.{name} must be a mapping of hyperparameters, got {params!r}")
         if name not in list_methods():
             raise ConfigError(f"params.{name}: unknown method; valid: {', '.join(list_methods())}")
-        create_method(name, **params)
+        try:
+            create_method(name, **params)
+        except ConfigError as e:  # name the key the user typed: params.ft.lr_share, not ft.lr_share
+            text = str(e)
+            raise ConfigError(f"params.{text}" if text.startswith(f"{name}.") else f"params.{name}: {text}") from e
     if not hasattr(config, "adversary"):
         return
     for name, params in config.adversary.items():

@@ -153,10 +153,11 @@ class SeedOriginal:
 
 
 def carve(experiment: Experiment, seed: int, reserve: int = 0) -> tuple[BaseSplit, Samples, Samples | None]:
-    """D_v carved from the training file, the test set, and ``reserve`` samples held out as a pool."""
+    """D_v carved from the training file (outside an ``ids`` request's IDs), the test set, and
+    ``reserve`` samples held out as a pool."""
     c = experiment.config
     base, test = base_split(experiment.dataset, val_fraction=c.data.val_fraction, train_subset=c.data.train_subset,
-                            test_subset=c.data.test_subset, seed=seed)
+                            test_subset=c.data.test_subset, seed=seed, requested=experiment.requested)
     if not reserve:
         return base, test, None
     if not 0 < reserve < len(base.train):

@@ -119,9 +119,14 @@ RECIPE = Recipe("run", prepare=prepare, describe=describe, execute=execute,
                 compare=compare, failed=(("metrics", {}), ("seconds", float("nan")), ("from_cache", False)))
 
 
-def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend | None = None) -> list[dict[str, Any]]:
+def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend | None = None,
+                   retry_failed: bool = False) -> list[dict[str, Any]]:
     """Run ``config``; return its records (old and new, for its seeds, rows and hyperparameters, of
-    the current audit protocol: a row recorded under an older one is rerun and superseded)."""
+    the current audit protocol: a row recorded under an older one is rerun and superseded).
+
+    A row recorded as failed is kept as it is on a rerun, unless ``retry_failed``: then it runs
+    again and its new record supersedes the failed one (the last record of a key wins). A dry run
+    checks every seed's request, recorded or not, and writes nothing."""
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     store = RecordStore(out_dir, complete=True)
     experiment = load_experiment(config)
@@ -131,14 +136,23 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
                                     "trial": row.trial, "params": row.params})
     jobs = [Job(key(seed, row), seed, row, reference=row.label == REFERENCE) for seed in config.seeds for row in rows]
+    if retry_failed:
+        retried = [f"seed {job.group}: {job.spec.label}" for job in jobs
+                   if job.key in recorded and recorded[job.key].get("status") != "ok"]
+        recorded = {k: r for k, r in recorded.items() if r.get("status") == "ok"}
+        log.info("retrying %d failed row(s)%s", len(retried), f" ({', '.join(retried)})" if retried else "")
     for seed in config.seeds:
         pending = [job.spec.label for job in jobs if job.group == seed and job.key not in recorded]
         log.info("seed %d: %d of %d rows to run%s", seed, len(pending), len(rows),
                  f" ({', '.join(pending)})" if pending else "")
-        if pending:  # a bad request is refused before any seed trains anything
+        if pending or dry_run:  # a bad request is refused before any seed trains anything
             forget_ids_before_training(experiment, seed)
     wanted = {job.key for job in jobs}
-    mine = lambda: [r for r in store if r["key"] in wanted and audit_version(r, n_test) == AUDIT_VERSION]  # noqa: E731
+
+    def mine() -> list[dict[str, Any]]:  # the last record of each key (a retried row supersedes its failure)
+        return list({r["key"]: r for r in store if r["key"] in wanted and audit_version(r, n_test) == AUDIT_VERSION}
+                    .values())
+
     if dry_run:
         return mine()
     references = {seed: r for seed in config.seeds if (r := recorded.get(key(seed, rows[1])))}
