@@ -34,7 +34,7 @@ def test_retained_validation_data_leaves_out_the_forgotten_class_only(toy_class_
 
 
 def test_a_collapsed_model_is_refused_and_names_the_method_and_its_knob(toy_original, toy_random_split):
-    baseline = retained_accuracy(toy_original, toy_random_split)
+    baseline, _ = retained_accuracy(toy_original, toy_random_split)
     assert check_collapse("ft", toy_original, toy_random_split, baseline=baseline, guard=10) == 0
     broken = constant(toy_original, 0)
     with pytest.raises(CollapseError, match=r"ff collapsed: .*fell .* guard=10 .*params.ff: a smaller alpha") as e:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
@@ -33,9 +33,16 @@ def retained_val(split: ForgetSplit) -> Samples:
     return split.val.take(split.val.labels != split.forget_class)
 
 
-def retained_accuracy(model: nn.Module, split: ForgetSplit) -> float:
-    samples = retained_val(split)
-    return accuracy(predict_logits(model, samples), samples.labels)
+def retained_accuracy(model: nn.Module, split: ForgetSplit, val_outputs: tuple[Tensor, Tensor] | None = None
+                      ) -> tuple[float, int]:
+    """Accuracy on retained validation data and its sample count. ``val_outputs``: the model's
+    ``(scores, labels)`` on all of D_v when the audit has them already (no second forward pass)."""
+    if val_outputs is None:
+        samples = retained_val(split)
+        return accuracy(predict_logits(model, samples), samples.labels), len(samples)
+    scores, labels = val_outputs
+    keep = labels != split.forget_class if split.forget_class is not None else slice(None)
+    return accuracy(scores[keep], labels[keep]), len(labels[keep])
 
 
 def noise_margin(accuracy_percent: float, n: int) -> float:
@@ -45,15 +52,16 @@ def noise_margin(accuracy_percent: float, n: int) -> float:
 
 
 def check_collapse(label: str, model: nn.Module, split: ForgetSplit, *, baseline: float, guard: float,
-                   weaker: str = "") -> float:
+                   weaker: str = "", val_outputs: tuple[Tensor, Tensor] | None = None) -> float:
     """The drop of ``model``'s retained validation accuracy below ``baseline`` (points); raises
-    CollapseError when it exceeds ``guard`` (> 0). ``weaker``: how to weaken the method."""
-    samples = retained_val(split)
-    drop = baseline - accuracy(predict_logits(model, samples), samples.labels)
-    margin = noise_margin(baseline, len(samples))
+    CollapseError when it exceeds ``guard`` (> 0). ``weaker``: how to weaken the method;
+    ``val_outputs``: as in :func:`retained_accuracy`."""
+    acc, n = retained_accuracy(model, split, val_outputs)
+    drop = baseline - acc
+    margin = noise_margin(baseline, n)
     if guard > 0 and not drop <= guard + margin:  # a NaN accuracy fails too
         hint = f"; weaken it ({weaker}) or raise guard" if weaker else "; weaken it or raise guard"
         raise CollapseError(f"{label} collapsed: retained validation accuracy fell {drop:.1f} points (from "
-                            f"{baseline:.2f} to {baseline - drop:.2f} on {len(samples)} samples), beyond guard={guard:g} "
+                            f"{baseline:.2f} to {baseline - drop:.2f} on {n} samples), beyond guard={guard:g} "
                             f"(+ {margin:.1f} sampling margin){hint}")
     return drop

@@ -90,15 +90,18 @@ class SeedSetup:
     @cached_property
     def original_retained_accuracy(self) -> float:
         """The original's accuracy on retained validation data (the collapse guard's baseline)."""
-        return retained_accuracy(self.original, self.split)
+        return retained_accuracy(self.original, self.split)[0]
 
-    def check_collapse(self, method, run: MethodRun, guard: float) -> float:
+    def check_collapse(self, method, run: MethodRun, guard: float, val_outputs: tuple[Tensor, Tensor] | None = None
+                       ) -> float:
         """The drop of ``run``'s retained validation accuracy below the model it started from (the
-        original, or SISA's ensemble), in points; CollapseError beyond ``guard`` (guard.py)."""
-        baseline = (retained_accuracy(run.start(), self.split) if run.start is not None
+        original, or SISA's ensemble), in points; CollapseError beyond ``guard`` (guard.py).
+        ``val_outputs``: the run's outputs on D_v when its audit has them."""
+        baseline = (retained_accuracy(run.start(), self.split)[0] if run.start is not None
                     else self.original_retained_accuracy)
         return check_collapse(method.name, run.model, self.split, baseline=baseline, guard=guard,
-                              weaker=f"params.{method.name}: {method.weaker}" if getattr(method, "weaker", "") else "")
+                              weaker=f"params.{method.name}: {method.weaker}" if getattr(method, "weaker", "") else "",
+                              val_outputs=val_outputs)
 
 
 class MethodRun(NamedTuple):

@@ -96,7 +96,7 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
     check_finite_model(model, row.label)
     metrics, outs = audit_with_outputs(model, setup.split, attacks=config.attacks)  # refuses non-finite outputs
     if run is not None:  # a method's row: no collapse past the guard
-        record["retained_drop"] = setup.check_collapse(method, run, config.guard)
+        record["retained_drop"] = setup.check_collapse(method, run, config.guard, outs["val"])
     if config.samia:
         metrics.update(samia_audit(model, setup.split, seed=job.group))
     record.update(status="ok", metrics=metrics, seconds=seconds, from_cache=cached, **({"cost": cost} if cost else {}))
