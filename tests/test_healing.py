@@ -10,6 +10,12 @@ from unlearnkit.data.dataset import make_dataset
 from unlearnkit.errors import ConfigError, ForgetRequestError
 from unlearnkit.healing import Heal, SpareReserve, TwinIndex, fit_similarity, nearest
 from unlearnkit.methods import create_method
+from unlearnkit.methods.ga import negative_cross_entropy
+from unlearnkit.training.loop import scaled, train as train_model
+from unlearnkit.utils.modules import fresh_copy
+from unlearnkit.methods.ga import negative_cross_entropy
+from unlearnkit.training.loop import scaled, train as train_model
+from unlearnkit.utils.modules import fresh_copy
 from unlearnkit.training import accuracy, predict_features, predict_logits
 
 from .conftest import TOY_BUDGET
@@ -188,7 +194,10 @@ def test_heal_repairs_a_damaged_model(toy_dataset, toy_original, toy_base):
     train, spares = base.train.take(~held), base.train.take(held)
     forget = train.ids[train.labels == 0][:-5]  # nearly a whole class requested
     split = forget_split(type(base)(base.dataset, train, base.val), test, forget, TOY_BUDGET)
-    damaged = create_method("ga", lr_share=0.2, epochs=2).unlearn(toy_original, split, generator=torch.Generator().manual_seed(0))
+    damaged = fresh_copy(toy_original)  # a fixed-budget ascent (GA itself stops once D_f looks unseen)
+    train_model(damaged, split.forget, scaled(split.budget, epochs=2, lr=split.budget.lr * 0.2, schedule="constant",
+                                              warmup_epochs=0.0), generator=torch.Generator().manual_seed(0),
+                loss_fn=negative_cross_entropy)
     before = accuracy(predict_logits(damaged, test), test.labels)
     state = {k: v.clone() for k, v in damaged.state_dict().items()}
     results = {}

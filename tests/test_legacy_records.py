@@ -15,6 +15,9 @@ LEGACY = Path(__file__).parent / "data" / "legacy"
 TINY = ["data.name=synthetic", "data.options.n_train=600", "data.options.n_test=200", "data.options.size=8",
         "data.options.noise=90", "model.options.channels=[4,8]", "model.options.hidden=16", "train.epochs=2",
         "train.batch_size=32"]
+# GA's defaults changed after the legacy records were written (issue 19: a stopping rule and more passes), so
+# its old rows are another setting: the rerun checks leave GA out and compare every other row.
+CHANGED = {"ga"}
 ADV = TINY + ["data.val_fraction=0.1", "reserve=100", "budgets=[0.1]", "seeds=[0]"]
 VARIANTS = ("heal.variants=[{name: rem, data: remaining, epochs: one}, {name: tw, data: twins, similarity: cosine, "
             "epochs: one}, {name: rnd, data: random, epochs: one, methods: [ft]}]")
@@ -42,11 +45,11 @@ def lines(path: Path) -> int:
 
 
 @pytest.mark.parametrize("folder, args", [
-    ("run", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga,rl,sisa"]),
+    ("run", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,rl,sisa"]),
     ("run-sparse", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,rl", "--sparsity", "0.5"]),
     ("run-class", ["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft,iu",
                    "params.iu.retain_guard=0"]),
-    ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,ga,sisa"]),
+    ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,sisa"]),
 ])
 def test_rerun_over_old_records_runs_nothing(tmp_path, folder, args):
     out = tmp_path / folder
@@ -71,7 +74,7 @@ def test_heal_and_tune_over_old_records_run_nothing(tmp_path):
 
 
 def _by_key(path: Path) -> dict[str, dict]:
-    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines()) if r.get("method") not in CHANGED}
 
 
 PINNED = ("metrics", "avg_disparity", "damage", "excess_damage", "ta_original", "ta_gold", "ta_start", "n_forget",
@@ -79,8 +82,8 @@ PINNED = ("metrics", "avg_disparity", "damage", "excess_damage", "ta_original", 
 
 
 @pytest.mark.parametrize("folder, args", [
-    ("run", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga,rl,sisa"]),
-    ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,ga,sisa"]),
+    ("run", ["run", *TINY, "--seeds", "0,1", "--methods", "ft,rl,sisa"]),
+    ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,sisa"]),
     ("heal", ["heal", *ADV, "--methods", "ft,sisa", f"heal.damage_dir={LEGACY / 'damage'}", VARIANTS]),
     ("run/tune", ["tune", *TINY, "--seeds", "0,1", "--method", "ft", "lr_share=0.1,0.3"]),
 ])

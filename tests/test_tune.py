@@ -106,6 +106,17 @@ def test_tune_never_reads_the_test_set(tmp_path, poisoned_test_set):
                  "--out", str(tmp_path / "s")]) == 0
 
 
+def test_run_select_chooses_without_reading_the_test_set(tmp_path, poisoned_test_set):
+    """``run --select``'s choosing step (recipes/select.py) runs under the same guard as tune."""
+    from unlearnkit.experiments import load_config
+    from unlearnkit.experiments.recipes.select import select
+
+    config = load_config(None, [*TINY, "seeds=[0]", f"out_dir={tmp_path / 'sel'}"])
+    chosen = select(config, ["ft", "ga", "retrain"])
+    assert [s.method for s in chosen] == ["ft", "ga"]  # retrain declares no grid: nothing to choose
+    assert poisoned_test_set  # the guard was armed: the dataset was loaded under it
+
+
 def test_tune_results_do_not_depend_on_the_test_set(tmp_path):
     """Same training file, test file replaced by noise with random labels: identical tuning results."""
     ds = load_dataset("synthetic", n_train=600, n_test=200, size=8, noise=90.0)

@@ -49,6 +49,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"sparsity={args.sparsity}")
     if args.device is not None:
         out.append(f"device={args.device}")
+    if getattr(args, "select", False):
+        out.append("select=true")
     return out
 
 
@@ -221,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="check everything that needs no model (config, data file, every seed's request, output "
                           "folder) and show what would run; trains and writes nothing")
+    run.add_argument("--select", action="store_true",
+                     help="also a '<method> (selected)' row per method: its strength chosen from its declared grid "
+                          "on the validation split (as `unlearnkit tune`; records under <out>/tune, reused)")
     run.add_argument("--retry-failed", action="store_true",
                      help="run rows recorded as failed again (by default a rerun keeps them as recorded)")
     _backend_argument(run)

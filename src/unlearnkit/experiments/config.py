@@ -92,11 +92,14 @@ class RunConfig(ExperimentConfig):
     (sparsity/omp.py); the oracle then trains from scratch under the same mask. ``samia`` adds DAU's
     transformer attack to the audit (slow; changes no cached model or record key). ``guard``: the
     largest drop of retained validation accuracy (points) a method may cause before its row is
-    failed as collapsed (experiments/guard.py; 0 = off; changes no cached model or record key)."""
+    failed as collapsed (experiments/guard.py; 0 = off; changes no cached model or record key).
+    ``select``: add a ``<method> (selected)`` row per method whose strength is chosen on the
+    validation split from the method's declared ``select_grid`` (recipes/select.py)."""
 
     forget: ForgetRequest = field(default_factory=ForgetRequest)
     noise_floor: bool = True
     guard: float = DEFAULT_GUARD
+    select: bool = False
     attacks: bool = True
     samia: bool = False
     sparsity: float = 0.0

@@ -56,7 +56,7 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str, requested: t
     if isinstance(config, AdversarialConfig):
         return {"data": d["data"], "model": d["model"], "train": d["train"], "reserve": config.reserve,
                 "data_fingerprint": fingerprint, **on}
-    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia", "guard"):
+    for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia", "guard", "select"):
         d.pop(k)
     defaults = to_dict(type(config)())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:

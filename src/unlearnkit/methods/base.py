@@ -60,6 +60,18 @@ def returns_ensemble(method: Unlearner) -> bool:
     return bool(getattr(type(method), "returns_ensemble", False))
 
 
+SelectGrid = tuple[tuple[str, tuple[Any, ...]], ...]
+"""A method's ``select_grid``: hyperparameter name → values to try; their product, at most
+:data:`MAX_SELECT_POINTS` points, is what ``unlearnkit run --select`` chooses among on the validation
+split (a method without one has no selected row: nothing to choose, e.g. retrain and SISA)."""
+MAX_SELECT_POINTS = 4
+
+
+def select_grid(method: str) -> SelectGrid:
+    """``method``'s declared selection grid (empty when it declares none)."""
+    return tuple(getattr(METHODS.get(method), "select_grid", ()))
+
+
 METHODS: Registry[type] = Registry("method")
 T = TypeVar("T", bound=type)
 

@@ -31,7 +31,7 @@ from ..training.loop import check_finite, masked_step
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import cycle_batches, register_method
+from .base import SelectGrid, cycle_batches, register_method
 
 FORMS = ("non-saturating", "minimax")
 CLASS_ZERO = ("alpha", "beta", "none")
@@ -71,6 +71,7 @@ class DAU:
     """Min-max unlearning against a SAMIA attacker, with a Barlow-Twins feature term (see module doc)."""
 
     weaker: ClassVar[str] = "a smaller alpha, beta or lr_share"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.2, 0.4)),)  # what `run --select` tries (base.py)
 
     iterations: int = 100  # defender steps (one D_r batch and one D_f / D_v batch each)
     lr_share: float = 0.2  # defender SGD lr, × the original lr (original momentum and weight decay)

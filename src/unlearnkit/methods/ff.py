@@ -12,7 +12,7 @@ from ..models.masks import apply_masks
 from ..training.per_sample import fisher_diagonal
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive
-from .base import register_method
+from .base import SelectGrid, register_method
 
 HEAD_AND_BIAS_BOOST = 10.0  # their ×10 on the head's and on 1-D parameters' variance
 
@@ -63,6 +63,7 @@ class FisherForgetting:
     """
 
     weaker: ClassVar[str] = "a smaller alpha"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("alpha", (1e-7, 3e-7, 1e-6, 3e-6)),)  # what `run --select` tries (base.py)
 
     alpha: float = 3e-7  # noise variance per unit of inverse Fisher
     num_samples: int = 500  # D_r samples the Fisher is estimated on

@@ -12,7 +12,7 @@ from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import register_method
+from .base import SelectGrid, register_method
 
 
 @register_method("ft")
@@ -27,6 +27,7 @@ class FineTune:
     """
 
     weaker: ClassVar[str] = "a smaller lr_share or epoch_share"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
 
     epoch_share: float = 0.2
     lr_share: float = 0.1

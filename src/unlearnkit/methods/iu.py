@@ -14,7 +14,7 @@ from ..training.evaluate import accuracy, predict_logits
 from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive
-from .base import register_method
+from .base import SelectGrid, register_method
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class InfluenceUnlearning:
     """
 
     weaker: ClassVar[str] = "a smaller alpha/class_alpha or retain_guard"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("alpha", (4.5, 9.0)), ("class_alpha", (1.5, 3.0)))  # what `run --select` tries (base.py)
 
     alpha: float = 9.0  # step length, × the Newton step (random requests)
     class_alpha: float = 3.0  # the same when the split is class-wise

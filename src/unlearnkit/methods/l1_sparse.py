@@ -16,7 +16,7 @@ from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import register_method
+from .base import SelectGrid, register_method
 
 
 def l1_weight(gamma: float, step: int, total: int) -> float:
@@ -46,6 +46,7 @@ class L1Sparse:
     """
 
     weaker: ClassVar[str] = "a smaller gamma/class_gamma or lr_share"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("epoch_share", (0.15, 0.5)))  # what `run --select` tries (base.py)
 
     gamma: float = 1e-3  # l1 weight at the first step (random requests)
     class_gamma: float = 2e-3  # the same when the split is class-wise

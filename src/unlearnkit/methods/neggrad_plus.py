@@ -13,7 +13,7 @@ from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import cycle_batches, register_method
+from .base import SelectGrid, cycle_batches, register_method
 
 
 @register_method("neggrad+")
@@ -29,6 +29,7 @@ class NegGradPlus:
     """
 
     weaker: ClassVar[str] = "a retain_weight closer to 1 or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
 
     retain_weight: float = 0.999  # weight of CE(D_r); the ascent term gets 1 − this
     epoch_share: float = 0.2  # epochs over D_r, × the original epochs

@@ -16,7 +16,7 @@ from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import register_method
+from .base import SelectGrid, register_method
 from .rl import random_other_labels
 
 
@@ -66,6 +66,7 @@ class SalUn:
     """
 
     weaker: ClassVar[str] = "a smaller lr_share or saliency_share"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("epoch_share", (0.1, 0.2)))  # what `run --select` tries (base.py)
 
     saliency_share: float = 0.5  # share of (unpruned) weights that may move
     epoch_share: float = 0.1  # epochs over D_r ∪ D_f, × the original epochs

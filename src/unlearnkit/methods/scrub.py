@@ -16,7 +16,7 @@ from ..training.loop import check_finite, make_optimizer, masked_step, scaled
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import cycle_batches, register_method
+from .base import SelectGrid, cycle_batches, register_method
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -44,6 +44,7 @@ class SCRUB:
     """
 
     weaker: ClassVar[str] = "fewer msteps or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.02, 0.05, 0.1, 0.2)),)  # what `run --select` tries (base.py)
 
     rounds: int = 5  # the reference's epochs
     msteps: int = 2  # rounds that start with a max-step pass over D_f

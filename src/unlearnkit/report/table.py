@@ -18,8 +18,35 @@ DISPLAY = {"original": "Original (no unlearning)", "retrain": "Retrain",
 ATTACKS = ("correctness", "confidence", "entropy", "m_entropy")
 
 
+SELECTED = " (selected)"  # recipes/select.py's row suffix (report/ does not import experiments/)
+
+
 def display_name(label: str) -> str:
+    if label.endswith(SELECTED):
+        return display_name(label[:-len(SELECTED)]) + SELECTED
     return DISPLAY.get(label, label.upper() if len(label) <= 4 else label)
+
+
+def selection_notes(records: list[dict[str, Any]]) -> str:
+    """One line per selected row: the point chosen, the grid, and what choosing cost against the
+    method's own time (the grid's seconds / the selected row's seconds, mean over seeds)."""
+    by_row: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("selection") and r.get("status") == "ok":
+            by_row[r["row"]].append(r)
+    lines = []
+    for label in _ordered_rows([r for rs in by_row.values() for r in rs]):
+        rs = by_row[label]
+        sel = rs[0]["selection"]
+        point = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sel["point"].items())
+        grid = "; ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}}}"
+                         for k, vs in sel["grid"].items())
+        ratios = [r["selection"]["seconds"] / r["seconds"] for r in rs
+                  if r["selection"].get("seconds") is not None and r["seconds"] > 0]
+        lines.append(f"- {display_name(label)}: {point}, chosen from {grid} on the validation split "
+                     f"(Avg. Disparity (val) {sel['disparity_val']:.2f}); choosing cost {fmt(ratios, 1)}× "
+                     "the method's own time")
+    return ("\nSelected rows (`--select`; the test set is never read to choose):\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def fmt(values: list[float], digits: int = 2) -> str:
@@ -45,10 +72,13 @@ def describe(record: dict[str, Any]) -> str:
     scenario = {"random": f"random {f['count'] if f['count'] else str(round(100 * f['fraction'], 2)) + '%'}",
                 "class": f"class {f['forget_class']}", "ids": f"ids from {f['ids_file']}"}.get(f["scenario"], f["scenario"])
     model = c["model"]["name"] + "".join(f" {k}={v}" for k, v in c["model"]["options"].items())
+    subsets = [f"{c['data'][k]} {what} samples" for k, what in (("train_subset", "training"), ("test_subset", "test"))
+               if c["data"].get(k)]
+    data = c["data"]["name"] + (f" ({', '.join(subsets)})" if subsets else "")
     extra = f" · sparsity {c['sparsity']}" if c.get("sparsity") else ""
     extra += "".join(f" · {v}" for v, plain in ((str(c.get("device", "cpu")), "cpu"),
                                                  (c["train"].get("precision", "fp32"), "fp32")) if v != plain)
-    return f"{c['data']['name']} · {model} · {scenario}{extra} · {c['train']['epochs']:g} epochs"
+    return f"{data} · {model} · {scenario}{extra} · {c['train']['epochs']:g} epochs"
 
 
 def short(message: str, width: int = 120) -> str:
@@ -78,7 +108,8 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + f"\n\nMean ± 95% CI (Student t) over seeds {seeds}. UA = 100 − acc(D_f); " \
         "MIA-Efficacy = share of D_f the SVC confidence attack calls non-member; RA/TA = retain/test accuracy; " \
         "Avg. Disparity = mean |x − x_retrain| over the four, per seed. The noise-floor row is a second retrain " \
-        "(another training seed) measured against the first: disparities below it are within training noise.\n"
+        "(another training seed) measured against the first: disparities below it are within training noise.\n" \
+        + selection_notes(records)
 
 
 def attacks_table(records: list[dict[str, Any]]) -> str:

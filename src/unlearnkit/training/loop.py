@@ -78,7 +78,7 @@ def train(
     generator: torch.Generator,
     loss_fn: LossFn = cross_entropy_loss,
     desc: str = "train",
-    after_step: Callable[[nn.Module], None] | None = None,
+    after_step: Callable[[nn.Module], bool | None] | None = None,
     start_step: int = 0,
     stop_step: int | None = None,
 ) -> TrainStats:
@@ -87,7 +87,8 @@ def train(
     Batches are drawn by shuffling an index tensor with ``generator``, so the same generator state
     gives the same weights on CPU. Pruning masks carried by the model (models/masks.py) hold:
     pruned weights and their gradients are zeroed at every step. ``after_step`` runs after every
-    optimiser step. The model is left in eval mode.
+    optimiser step; when it returns True, training stops there (an early-stopping rule, e.g. GA's). The
+    model is left in eval mode.
 
     ``start_step`` / ``stop_step`` run only the steps ``[start_step, stop_step)`` of the schedule
     that ``config`` defines over its whole budget (learning rate as at those steps; momentum starts
@@ -122,10 +123,10 @@ def train(
     augment = Augment() if config.augment else None
     apply_masks(model)
     model.train()
-    step, seen, loss = start_step, 0, torch.tensor(float("nan"))
+    step, seen, loss, stop = start_step, 0, torch.tensor(float("nan")), False
     start = time.perf_counter()
     with progress_bar(end - start_step, desc) as bar, precision_scope(config.precision, device):
-        while step < end:
+        while step < end and not stop:
             for x, y in samples.batches(config.batch_size, shuffle=True, generator=generator,
                                         augment=augment, device=device):
                 for group in optimizer.param_groups:
@@ -135,12 +136,11 @@ def train(
                 loss = loss_fn(forward, x, y).float()
                 check_finite(loss, f"{desc} at step {step + 1}/{total}", config)
                 masked_step(model, optimizer, loss)
-                if after_step is not None:
-                    after_step(model)
+                stop = after_step is not None and bool(after_step(model))
                 step += 1
                 seen += y.shape[0]
                 bar.update(1)
-                if step == end:
+                if step == end or stop:
                     break
     if channels_last:
         model.to(memory_format=torch.contiguous_format)

@@ -8,7 +8,7 @@ protocol are skipped, so an interrupted run resumes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +24,38 @@ from ..records import RecordStore
 from ..runner import Job, Recipe, run_jobs
 from ..experiment import Experiment, check_finite_model, load_experiment, memo
 from ..setup import ORIGINAL, REFERENCE, SeedSetup, forget_ids_before_training, prepare_seed
+from .select import SELECTED, Selection, select
 
 log = logging.getLogger("unlearnkit")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table for one seed: the original, the oracle, the noise floor or a method."""
+    """One line of the table for one seed: the original, the oracle, the noise floor, a method at
+    its configured setting, or a method at the setting ``--select`` chose (``selection``)."""
 
     label: str
     method: str | None
     trial: int
     params: dict[str, Any]
+    selection: Selection | None = field(default=None, compare=False)
 
 
-def rows_for(config: RunConfig) -> list[Row]:
-    params = lambda m: method_params(create_method(m, **config.params.get(m, {})))  # noqa: E731
+def method_names(config: RunConfig) -> list[str]:
+    return [m for m in config.methods or list_methods() if m != REFERENCE]
+
+
+def rows_for(config: RunConfig, selections: list[Selection] = ()) -> list[Row]:
+    params = lambda m, point={}: method_params(create_method(m, **{**config.params.get(m, {}), **point}))  # noqa: E731
     rows = [Row(ORIGINAL, None, 0, {}), Row(REFERENCE, REFERENCE, 0, params(REFERENCE))]
     if config.noise_floor:
         rows.append(Row("retrain (2nd seed)", REFERENCE, 1, params(REFERENCE)))
-    return rows + [Row(m, m, 0, params(m)) for m in config.methods or list_methods() if m != REFERENCE]
+    chosen = {s.method: s for s in selections}
+    for m in method_names(config):
+        rows.append(Row(m, m, 0, params(m)))
+        if m in chosen:
+            rows.append(Row(m + SELECTED, m, 0, params(m, chosen[m].point), chosen[m]))
+    return rows
 
 
 def default_out_dir(config: RunConfig) -> Path:
@@ -77,7 +89,8 @@ def describe(ctx: Context, job: Job) -> dict[str, Any]:
             "code_version": code_version(), "audit": AUDIT_VERSION, "out_dir": ctx.out_dir,
             "n_retain": len(split.retain), "n_forget": len(split.forget), "n_test": len(split.test),
             "forget_ids_sha256": setup.forget_hash, "sparsity": sparsity_of(setup.original), "row": row.label,
-            "method": row.method, "trial": row.trial, "params": row.params}
+            "method": row.method, "trial": row.trial, "params": row.params,
+            **({"selection": row.selection.record(job.group)} if row.selection else {})}
 
 
 def execute(ctx: Context, job: Job, record: dict[str, Any]):
@@ -90,7 +103,7 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
     elif row.method == REFERENCE:
         model, seconds, cached = setup.oracle(row.trial, config.params.get(REFERENCE, {}))
     else:
-        method = create_method(row.method, **config.params.get(row.method, {}))
+        method = create_method(row.method, **row.params)
         run = setup.run_method(method, row.trial)
         model, seconds, cached, cost = run.model, run.seconds, run.cached, run.cost
     check_finite_model(model, row.label)
@@ -130,7 +143,8 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     store = RecordStore(out_dir, complete=True)
     experiment = load_experiment(config)
-    rows = rows_for(config)
+    rows = rows_for(config, select(config, method_names(config), backend=backend)
+                    if config.select and not dry_run else [])
     n_test = config.data.test_subset or len(experiment.dataset.test)
     recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731

@@ -1,0 +1,63 @@
+"""``unlearnkit run --select``: declared grids, selected rows beside the default rows, the choice
+recorded with its cost, reused on a rerun."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from unlearnkit.cli import main
+from unlearnkit.methods import create_method, list_methods
+from unlearnkit.methods.base import MAX_SELECT_POINTS, select_grid
+
+from .test_cli import TINY, records
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_declared_grids_are_small_and_valid(name):
+    grid = select_grid(name)
+    if name in ("retrain", "sisa"):  # nothing to choose: the oracle itself, and an exact method
+        assert grid == ()
+        return
+    assert grid, f"{name} declares no select_grid"
+    assert math.prod(len(values) for _, values in grid) <= MAX_SELECT_POINTS
+    for key, values in grid:
+        assert len(set(values)) == len(values) >= 2, f"{name}.{key}: at least two distinct values"
+        for value in values:
+            create_method(name, **{key: value})  # every point is a valid setting
+
+
+def test_select_adds_a_selected_row_per_method_and_reuses_the_choice(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", *TINY, "--scenario", "class", "--forget-class", "1", "--seeds", "0", "--methods", "ft,ga",
+            "--select", "--out", str(out)]
+    assert main(args) == 0
+    rows = {r["row"]: r for r in records(out)}
+    assert {"ft", "ft (selected)", "ga", "ga (selected)"} <= set(rows)
+    for name in ("ft", "ga"):
+        sel = rows[f"{name} (selected)"]
+        assert sel["status"] == "ok" and sel["method"] == name
+        grid = dict(select_grid(name))
+        assert set(sel["selection"]["point"]) == set(grid)
+        assert all(sel["params"][k] == v and v in grid[k] for k, v in sel["selection"]["point"].items())
+        assert sel["selection"]["seconds"] > 0 and math.isfinite(sel["selection"]["disparity_val"])
+        assert "selection" not in rows[name]
+    tune = [json.loads(line) for line in (out / "tune" / "records.jsonl").read_text().splitlines()]
+    assert len(tune) == 4 + 4  # every point of both grids, on the one seed
+    text = capsys.readouterr().out
+    assert "| FT (selected) |" in text and "choosing cost" in text
+    before = (out / "records.jsonl").read_text(), (out / "tune" / "records.jsonl").read_text()
+    assert main(args) == 0  # a rerun chooses the same points from the recorded grid and runs nothing
+    assert ((out / "records.jsonl").read_text(), (out / "tune" / "records.jsonl").read_text()) == before
+
+
+def test_without_select_there_are_no_selected_rows_and_the_keys_do_not_change(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--seeds", "0", "--methods", "ft", "--out", str(out)]) == 0
+    plain = {r["row"]: r["key"] for r in records(out)}
+    assert not any(k.endswith("(selected)") for k in plain)
+    assert main(["run", *TINY, "--seeds", "0", "--methods", "ft", "--select", "--out", str(out)]) == 0
+    both = {r["row"]: r["key"] for r in records(out)}
+    assert {k: both[k] for k in plain} == plain  # the default rows were reused, not rerun
+    assert "ft (selected)" in both
