@@ -139,3 +139,14 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["run", *TINY, "--seeds", "0", "audit.per_example=1", "--out", str(tmp_path / "bad")]) == 2
     assert "audit.per_example must be 0 (off) or a family size >= 2" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_report_keeps_family_sizes_apart(tmp_path):
+    from unlearnkit.report.per_example import per_example_table
+
+    def rec(row, n, auc):
+        return {"row": row, "status": "ok", "seed": 0, "params": {}, "metrics": {"MIA-Efficacy": 10.0},
+                "per_example": {"n_models": n, "ulira.auc": auc}}
+    text = per_example_table([rec("retrain", 2, 50.0), rec("ft", 2, 60.0), rec("ft", 4, 70.0)])
+    assert "| FT (N=2) | 60.0 |" in text and "| FT (N=4) | 70.0 |" in text
+    assert "| Retrain: oracle vs oracle (floor) | 50.0 |" in text

@@ -69,7 +69,9 @@ def _built(kind: str, setup: SeedSetup, n: int, member, first: tuple[nn.Module, 
     for i in range(n):
         model, s, was_cached = first if (i == 0 and first is not None) else member(i)
         check_finite_model(model, f"{kind} family member {i}")
-        models.append(model), seconds.append(s), cached.append(was_cached)
+        models.append(model)
+        seconds.append(s)
+        cached.append(was_cached)
         bar.update(1)
     bar.close()
     built = n - sum(cached)

@@ -17,11 +17,20 @@ FLOOR_ROW = "retrain"
 
 
 def _label(row: str) -> str:
-    return "Retrain: oracle vs oracle (floor)" if row == FLOOR_ROW else display_name(row)
+    base, sep, size = row.partition(" (N=")
+    name = "Retrain: oracle vs oracle (floor)" if base == FLOOR_ROW else display_name(base)
+    return name + sep + size
 
 
 def _with_figures(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in distinguish_variants(list(records)) if r.get("status") == "ok" and r.get("per_example")]
+    """The records with per-example figures; a row audited with several family sizes (a folder rerun
+    with another N) gets one line per size, never an average across them."""
+    ok = [r for r in distinguish_variants(list(records)) if r.get("status") == "ok" and r.get("per_example")]
+    sizes: dict[str, set[int]] = defaultdict(set)
+    for r in ok:
+        sizes[r["row"]].add(int(r["per_example"].get("n_models", 0)))
+    return [r if len(sizes[r["row"]]) == 1 else {**r, "row": f"{r['row']} (N={int(r['per_example']['n_models'])})"}
+            for r in ok]
 
 
 def per_example_table(records: list[dict[str, Any]]) -> str:
