@@ -111,8 +111,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     records = _with_backend(args, config, lambda backend: run_experiment(config, dry_run=args.dry_run, backend=backend,
                                                                  retry_failed=args.retry_failed))
-    return _finish(records, out_dir, "" if args.dry_run else experiment_report(records), dry_run=args.dry_run,
-                   retry="--retry-failed")
+    from .report.per_example import per_example_table  # audit.per_example=N: U-LiRA and KLoM (issue 21)
+    text = "" if args.dry_run else "\n".join(t for t in (experiment_report(records), per_example_table(records)) if t)
+    return _finish(records, out_dir, text, dry_run=args.dry_run, retry="--retry-failed")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

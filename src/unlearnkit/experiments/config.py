@@ -83,6 +83,24 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuditSettings:
+    """Per-example audits (experiments/families.py, docs/per_example.md). ``per_example``: the size N
+    of the model families (N originals each unlearned by every method, N retrain oracles) that
+    U-LiRA and KLoM compare; 0 = off. ``examples``: at most this many examples of each of D_f, D_r
+    and D_test are scored."""
+
+    per_example: int = 0
+    examples: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.per_example != 0 and self.per_example < 2:
+            raise ConfigError(f"audit.per_example must be 0 (off) or a family size >= 2 (one member to fit a "
+                              f"distribution, one to test it), got {self.per_example}")
+        if self.examples < 1:
+            raise ConfigError(f"audit.examples must be >= 1, got {self.examples}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig(ExperimentConfig):
     """``unlearnkit run``: data → original → forget request → each method → audit → record.
 
@@ -104,9 +122,13 @@ class RunConfig(ExperimentConfig):
     samia: bool = False
     sparsity: float = 0.0
     sparsity_rewind: float = DEFAULT_REWIND
+    audit: AuditSettings = field(default_factory=AuditSettings)  # per-example audits; in row keys only when on
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.audit.per_example and self.sparsity:
+            raise ConfigError("audit.per_example does not support sparse runs yet (its family of originals would "
+                              "need pruning too); set sparsity=0 or audit.per_example=0")
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"sparsity must lie in [0, 1) (0 = dense, 0.95 = 95% of weights pruned), got {self.sparsity}")
         if not 0 <= self.sparsity_rewind < 1:

@@ -58,6 +58,7 @@ def experiment_identity(config: ExperimentConfig, fingerprint: str, requested: t
                 "data_fingerprint": fingerprint, **on}
     for k in ("methods", "params", "seeds", "out_dir", "cache_dir", "noise_floor", "samia", "guard", "select"):
         d.pop(k)
+    d.pop("audit", None)  # per-example audits: in the row keys of recipes/run.py, never in model caches
     defaults = to_dict(type(config)())
     for k in [k for k in d if k not in ("data", "model", "train", "forget") and d[k] == defaults[k]]:
         d.pop(k)

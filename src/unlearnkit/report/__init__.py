@@ -5,6 +5,7 @@ from typing import Any, Iterable
 
 from .compare import sparsity_report
 from .kinds import record_kind
+from .per_example import per_example_table
 from .table import attacks_table, current_audit, experiment_report, metrics_table
 
 
@@ -27,7 +28,7 @@ def render(records: Iterable[dict[str, Any]]) -> str:
     parts = ["\n".join(render_kind[kind](rs) for (kind, _, _), rs in groups.items())] if groups else []
     if runs:
         kept = current_audit(runs)
-        parts += [experiment_report(kept)] + [t for t in [sparsity_report(kept)] if t]
+        parts += [experiment_report(kept)] + [t for t in [sparsity_report(kept), per_example_table(kept)] if t]
     return "\n".join(parts)
 
 

@@ -24,6 +24,7 @@ from ..records import RecordStore
 from ..runner import Job, Recipe, run_jobs
 from ..experiment import Experiment, check_finite_model, load_experiment, memo
 from ..setup import ORIGINAL, REFERENCE, SeedSetup, forget_ids_before_training, prepare_seed
+from . import per_example
 from .select import SELECTED, Selection, select
 
 log = logging.getLogger("unlearnkit")
@@ -78,7 +79,8 @@ def seed_setup(experiment: Experiment, seed: int) -> SeedSetup:
 
 
 def prepare(ctx: Context, seed: int) -> None:
-    seed_setup(ctx.experiment, seed)
+    setup = seed_setup(ctx.experiment, seed)
+    per_example.prepare(ctx.experiment.config, setup)
 
 
 def describe(ctx: Context, job: Job) -> dict[str, Any]:
@@ -113,7 +115,9 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
     if config.samia:
         metrics.update(samia_audit(model, setup.split, seed=job.group))
     record.update(status="ok", metrics=metrics, seconds=seconds, from_cache=cached, **({"cost": cost} if cost else {}))
-    return record, per_sample_values(outs, setup.split)
+    samples = per_sample_values(outs, setup.split)
+    per_example.audit(config, setup, row, model, seconds, record, samples)
+    return record, samples
 
 
 def compare(record: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
@@ -148,7 +152,7 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     n_test = config.data.test_subset or len(experiment.dataset.test)
     recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
-                                    "trial": row.trial, "params": row.params})
+                                    "trial": row.trial, "params": row.params, **per_example.key_part(config)})
     jobs = [Job(key(seed, row), seed, row, reference=row.label == REFERENCE) for seed in config.seeds for row in rows]
     if retry_failed:
         retried = [f"seed {job.group}: {job.spec.label}" for job in jobs
@@ -183,5 +187,5 @@ def write_table(out_dir: Path, records: list[dict[str, Any]]) -> None:
     from ...report.table import experiment_report
 
     png = plot_attacks(records, out_dir / "attacks.png")
-    text = experiment_report(records)
+    text = experiment_report(records) + per_example.report(records, out_dir)
     write_atomic(out_dir / "table.md", text + (f"\n![Membership attacks per method]({png.name})\n" if png else ""))
