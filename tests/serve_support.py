@@ -21,7 +21,7 @@ import yaml
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY_DATA = {"name": "synthetic", "val_fraction": 0.1,
-             "options": {"n_train": 1200, "n_test": 300, "num_classes": 4, "size": 8, "noise": 90.0, "seed": 3}}
+             "options": {"n_train": 900, "n_test": 300, "num_classes": 4, "size": 8, "noise": 90.0, "seed": 3}}
 TINY_MODEL = {"name": "cnn", "options": {"channels": [4, 8], "hidden": 16}}
 TINY_TRAIN = {"epochs": 3, "lr": 0.05, "batch_size": 32}
 
