@@ -100,6 +100,9 @@ def test_requests_refused_before_anything_changes_then_applied_once(db, tmp_path
         assert [e["event"] for e in view["events"]] == ["queued", "running", "applied"]
         assert call("GET", f"{url}/deletions/{view['id']}", token=reg.tokens["owner-1"])[0] == 404
         assert call("POST", f"{url}/deletions", token=token, body={"ids": mine[:2]})[0] == 409  # deleted
+        status, listed = call("GET", f"{url}/samples?state=deleted", token=token)
+        assert status == 200 and listed["ids"] == mine[:10] and listed["owner"] == "owner-0"
+        assert call("GET", f"{url}/samples?limit=3", token=token)[1]["ids"] == mine[10:13]
         status, listed = call("GET", f"{url}/deployments/toy/versions", token=token)
         assert [v["version"] for v in listed] == [0, 1] and listed[1]["audit"]["TA"] > 50
     with db.read() as conn:
@@ -271,3 +274,22 @@ def test_register_refuses_bad_specs_with_one_line(tmp_path, capsys):
     assert not any((tmp_path / "svc").rglob("*.pt"))
     with pytest.raises(SystemExit):  # argparse: a spec is required
         main(["register"])
+
+
+def test_monitor_flags_the_strategies_and_passes_random_batches(toy_original, toy_base):
+    from unlearnkit.adversary import create_adversary
+    from unlearnkit.adversary.monitor import RequestMonitor, class_distribution, monitor_features
+
+    train = toy_base[0].train
+    monitor = RequestMonitor(threshold=4.0, draws=100)
+    g = torch.Generator().manual_seed(0)
+    features, labels = monitor_features(toy_original, train), train.labels
+    expected = class_distribution(labels, labels)
+    held = sum(monitor.score_features(features, labels, torch.randperm(len(train), generator=g)[:40], expected,
+                                      generator=g).held for _ in range(100))
+    assert held <= 3  # false holds on random batches are rare
+    for strategy, params in (("boundary", {}), ("class", {"target_class": 1}), ("gradnorm", {})):
+        ids = create_adversary(strategy, **params).select(toy_original, train, 40, generator=g)
+        verdict = monitor.score(toy_original, train.pool, ids, train.ids, labels, generator=g)
+        assert verdict.held, (strategy, verdict)
+    assert not monitor.score(toy_original, train.pool, train.ids[:5], train.ids, labels, generator=g).held  # too few

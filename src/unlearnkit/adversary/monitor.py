@@ -79,14 +79,20 @@ class RequestMonitor:
         if len(ids) < 2 * k:
             return MonitorVerdict(score=0.0, held=False,
                                   reason=f"not scored: the candidate pool ({len(ids)}) is under twice the batch")
-        samples = Samples(pool, ids)
         labels = pool.y[ids]
-        features = _features(model, samples, grad=self.grad)
-        num_classes = int(max(int(train_labels.max()), int(labels.max()))) + 1
-        expected = torch.bincount(train_labels, minlength=num_classes).double()
-        expected = expected / expected.sum()
-        draws = torch.stack([torch.randperm(len(ids), generator=generator)[:k] for _ in range(self.draws)])
-        rows = torch.cat([torch.arange(k)[None], draws])  # row 0: the batch itself
+        features = monitor_features(model, Samples(pool, ids), grad=self.grad)
+        return self.score_features(features, labels, torch.arange(k), class_distribution(train_labels, labels),
+                                   generator=generator)
+
+    def score_features(self, features: dict[str, Tensor], labels: Tensor, batch: Tensor, expected: Tensor, *,
+                       generator: torch.Generator) -> MonitorVerdict:
+        """Score the rows ``batch`` (positions) of precomputed ``features`` (:func:`monitor_features`)
+        and ``labels`` against draws from all rows; ``expected``: the training class distribution.
+        Lets a caller score many batches of one pool with one forward pass (benchmarks)."""
+        k, n = len(batch), len(labels)
+        num_classes = len(expected)
+        draws = torch.stack([torch.randperm(n, generator=generator)[:k] for _ in range(self.draws)])
+        rows = torch.cat([batch[None], draws])  # row 0: the batch itself
         stats: dict[str, Tensor] = {}
         counts = F.one_hot(labels[rows], num_classes).sum(1).double()  # [draws+1, C]
         stats["class_chi2"] = ((counts - k * expected) ** 2 / (k * expected).clamp_min(1e-12)).sum(1)
@@ -102,12 +108,20 @@ class RequestMonitor:
         return MonitorVerdict(score=score, held=held, z=z, reason=reason)
 
 
+def class_distribution(train_labels: Tensor, labels: Tensor) -> Tensor:
+    """The training set's class shares, over every class seen in either set."""
+    num_classes = int(max(int(train_labels.max()), int(labels.max()))) + 1
+    expected = torch.bincount(train_labels, minlength=num_classes).double()
+    return expected / expected.sum()
+
+
 _WHY = {"class_chi2": "class distribution far from training's", "class_max_share": "concentrated on one class",
         "low_margin": "enriched in low-margin samples (near the decision boundary)",
         "high_loss": "enriched in high-loss samples", "high_grad": "enriched in high-gradient-norm samples"}
 
 
-def _features(model: nn.Module, samples: Samples, *, grad: bool) -> dict[str, Tensor]:
+def monitor_features(model: nn.Module, samples: Samples, *, grad: bool = True) -> dict[str, Tensor]:
+    """Per-sample traits the strategies select on: −|margin|, loss and (``grad``) gradient norm."""
     logits = predict_logits(model, samples)
     y = samples.labels
     loss = F.cross_entropy(logits, y, reduction="none")

@@ -75,6 +75,20 @@ def create_app(db: Database) -> FastAPI:
                               for e in ledger.events(conn, request_id=request_id)]
             return view
 
+    @app.get("/samples")
+    def get_samples(request: Request, state: str = "present", limit: int = 100) -> dict[str, Any]:
+        """The caller's own sample IDs in ``state`` (present | pending | deleted), the first ``limit``."""
+        if state not in ("present", "pending", "deleted") or not 1 <= limit <= 100000:
+            raise Refusal(400, "state must be present, pending or deleted, and limit in [1, 100000]")
+        with db.read() as conn:
+            caller = authenticate(conn, _bearer(request))
+            where = (samples.c.deployment == caller.deployment, samples.c.owner == caller.owner,
+                     samples.c.state == state)
+            total = conn.execute(sa.select(sa.func.count()).select_from(samples).where(*where)).scalar_one()
+            ids = conn.execute(sa.select(samples.c.sample_id).where(*where).order_by(samples.c.sample_id)
+                               .limit(limit)).scalars().all()
+        return {"deployment": caller.deployment, "owner": caller.owner, "state": state, "total": total, "ids": ids}
+
     @app.get("/deployments/{name}/versions")
     def get_versions(name: str, request: Request) -> list[dict[str, Any]]:
         token = _bearer(request)

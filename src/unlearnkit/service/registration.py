@@ -108,6 +108,23 @@ def read_owners(spec: DeploymentSpec, train_ids: torch.Tensor) -> dict[int, str]
     return result
 
 
+def carve_ids(spec: DeploymentSpec, dataset: Dataset):
+    """``(base split, test samples, training IDs, reserve IDs)`` of a spec: D_v carved as in the
+    experiments, then (approximate policy healing from spares) a stratified reserve held out."""
+    base, test = base_split(dataset, val_fraction=spec.data.val_fraction, train_subset=spec.data.train_subset,
+                            test_subset=spec.data.test_subset, seed=spec.seed)
+    train_ids = base.train.ids
+    reserve_ids = train_ids[:0]
+    p = spec.policy
+    if p.kind == "approximate" and p.heal_data in ("replacements", "random"):
+        if not 0 < p.reserve < len(train_ids) // 2:
+            raise ConfigError(f"policy.reserve={p.reserve} must lie in [1, {len(train_ids) // 2 - 1}]")
+        reserve_ids = stratified_subset(dataset.train.y, train_ids, count=p.reserve,
+                                        generator=derived_generator(spec.seed, "reserve"))
+        train_ids = train_ids[~torch.isin(train_ids, reserve_ids)]
+    return base, test, train_ids, reserve_ids
+
+
 def register(db: Database, spec: DeploymentSpec, service_dir: str | Path) -> Registered:
     """Register ``spec``: train or load the model, write version 0, give each owner a token.
 
@@ -120,17 +137,8 @@ def register(db: Database, spec: DeploymentSpec, service_dir: str | Path) -> Reg
             raise ConfigError(f"a deployment named {spec.name!r} is already registered")
     folder = (service_dir / "deployments" / spec.name).resolve()
     dataset = load_data(spec)
-    base, test = base_split(dataset, val_fraction=spec.data.val_fraction, train_subset=spec.data.train_subset,
-                            test_subset=spec.data.test_subset, seed=spec.seed)
-    train_ids = base.train.ids
-    reserve_ids = train_ids[:0]
+    base, test, train_ids, reserve_ids = carve_ids(spec, dataset)
     p = spec.policy
-    if p.kind == "approximate" and p.heal_data in ("replacements", "random"):
-        if not 0 < p.reserve < len(train_ids) // 2:
-            raise ConfigError(f"policy.reserve={p.reserve} must lie in [1, {len(train_ids) // 2 - 1}]")
-        reserve_ids = stratified_subset(dataset.train.y, train_ids, count=p.reserve,
-                                        generator=derived_generator(spec.seed, "reserve"))
-        train_ids = train_ids[~torch.isin(train_ids, reserve_ids)]
     owned = read_owners(spec, train_ids)
     template = make_template(spec, dataset)
     train_samples = Samples(dataset.train, train_ids)
