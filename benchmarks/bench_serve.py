@@ -44,7 +44,7 @@ from unlearnkit.adversary import create_adversary  # noqa: E402
 from unlearnkit.adversary.monitor import RequestMonitor, class_distribution, monitor_features  # noqa: E402
 from unlearnkit.data.pool import Samples  # noqa: E402
 from unlearnkit.service import ledger  # noqa: E402
-from unlearnkit.service.db import Database, default_url, requests, samples, versions  # noqa: E402
+from unlearnkit.service.db import Database, batches, default_url, requests, samples, versions  # noqa: E402
 from unlearnkit.service.registration import register  # noqa: E402
 from unlearnkit.service.spec import spec_from_dict  # noqa: E402
 from unlearnkit.service.versions import load_version  # noqa: E402
@@ -193,24 +193,29 @@ def demo(args: argparse.Namespace, folder: Path) -> dict:
     v0 = load_version(row.path, row.sha256, d.template)
     pool = d.dataset.train
     g = torch.Generator().manual_seed(1)
-    picks = {"boundary": create_adversary("boundary").select(v0.model, Samples(pool, mine), args.budget, generator=g),
-             "class": create_adversary("class").select(v0.model, Samples(pool, mine), args.budget, generator=g),
-             "random": torch.sort(mine[torch.randperm(len(mine), generator=g)[: args.budget]]).values}
+    picks: dict[str, torch.Tensor] = {}
+    free = mine
+    for name in ("boundary", "class", "random"):  # each batch from the samples the earlier ones left
+        if name == "random":
+            ids = free[torch.randperm(len(free), generator=g)[: args.budget]]
+        else:
+            ids = create_adversary(name).select(v0.model, Samples(pool, free), args.budget, generator=g)
+        picks[name] = torch.sort(ids).values
+        free = free[~torch.isin(free, ids)]
     from unlearnkit.service.submissions import submit
 
     results = {}
     for name, ids in picks.items():
-        if name == "random":  # not overlapping the held picks (they stay pending)
-            taken = torch.cat([picks["boundary"], picks["class"]])
-            free = mine[~torch.isin(mine, taken)]
-            ids = torch.sort(free[torch.randperm(len(free), generator=g)[: args.budget]]).values
         t = time.perf_counter()
         view = submit(db, reg.tokens["big"], {"ids": ids.tolist()})
         while worker.run_once():
             pass
         with db.read() as conn:
             r = conn.execute(sa.select(requests).where(requests.c.id == view["id"])).one()
-        results[name] = {"status": r.status, "reason": r.reason, "seconds": time.perf_counter() - t}
+            monitor = json.loads(conn.execute(sa.select(batches.c.monitor).where(batches.c.id == r.batch_id))
+                                 .scalar_one() or "{}")
+        results[name] = {"status": r.status, "reason": r.reason, "score": monitor.get("score"),
+                         "seconds": time.perf_counter() - t}
     monitor = RequestMonitor(threshold=4.0, draws=200)
     t = time.perf_counter()
     features = monitor_features(v0.model, Samples(pool, mine))
