@@ -3,6 +3,7 @@
     python benchmarks/bench_serve.py                                   # 2,000 submissions, 50 clients; demo; ~5-8 min on 2 cores
     python benchmarks/bench_serve.py --submissions 500 --clients 20 --random-batches 400   # a quicker check
     python benchmarks/bench_serve.py --skip-demo                       # the load test alone
+    python benchmarks/bench_serve.py --skip-demo --rate 200            # clients paced at 200 submissions/s in all
 
 Load test (SQLite, loopback): a synthetic deployment (6,000 8×8 samples, tiny cnn) whose ``--clients``
 owners each hold their share of the training IDs; ``unlearnkit serve`` and ``unlearnkit worker`` run
@@ -112,7 +113,11 @@ def load_test(args: argparse.Namespace, folder: Path) -> dict:
     def client(owner: str) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         ids = holdings[owner]
+        gap = args.clients / args.rate if args.rate else 0.0
+        start = time.perf_counter()
         for r in range(per_client):
+            if gap:
+                time.sleep(max(0.0, start + r * gap - time.perf_counter()))
             body = json.dumps({"ids": ids[r * args.ids:(r + 1) * args.ids]})
             t = time.perf_counter()
             conn.request("POST", "/deletions", body=body, headers={"Authorization": f"Bearer {reg.tokens[owner]}",
@@ -155,7 +160,7 @@ def load_test(args: argparse.Namespace, folder: Path) -> dict:
     applied_state = states.get("applied", 0)
     lat = sorted(latencies)
     return {
-        "submissions": len(latencies), "clients": args.clients, "ids_per_request": args.ids,
+        "submissions": len(latencies), "clients": args.clients, "ids_per_request": args.ids, "rate": args.rate or "max",
         "accepted": len(accepted), "refused": len(refused),
         "submit_p50_ms": 1000 * lat[len(lat) // 2], "submit_p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
         "submit_mean_ms": 1000 * statistics.fmean(lat), "submissions_per_s": len(lat) / submit_s,
@@ -195,13 +200,14 @@ def demo(args: argparse.Namespace, folder: Path) -> dict:
     g = torch.Generator().manual_seed(1)
     picks: dict[str, torch.Tensor] = {}
     free = mine
-    for name in ("boundary", "class", "random"):  # each batch from the samples the earlier ones left
+    for name in ("random", "boundary", "class"):  # disjoint batches; random first, from all the owner holds
         if name == "random":
             ids = free[torch.randperm(len(free), generator=g)[: args.budget]]
         else:
             ids = create_adversary(name).select(v0.model, Samples(pool, free), args.budget, generator=g)
         picks[name] = torch.sort(ids).values
         free = free[~torch.isin(free, ids)]
+    picks = {name: picks[name] for name in ("boundary", "class", "random")}  # submitted in this order
     from unlearnkit.service.submissions import submit
 
     results = {}
@@ -236,6 +242,8 @@ def main() -> None:
     p.add_argument("--submissions", type=int, default=2000)
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--ids", type=int, default=2, help="IDs per request")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="total submissions per second, spread over the clients (default 0: as fast as they can)")
     p.add_argument("--apply-timeout", type=float, default=600)
     p.add_argument("--fmnist-subset", type=int, default=10000)
     p.add_argument("--budget", type=int, default=200)

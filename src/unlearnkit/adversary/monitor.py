@@ -5,7 +5,8 @@ the decision boundary (``boundary``), hard for the model (high loss: ``typical``
 ``influence``) or with large gradients (``gradnorm``). A batch is scored against each trait:
 
 - ``class``: the chi-square statistic of the batch's class counts against the training set's class
-  distribution, and the largest single-class share;
+  distribution (its cube root, which is close to normal, so that a z-score of the right-skewed
+  statistic does not fire on random batches), and the largest single-class share;
 - ``low_margin``: the mean of −|logit margin| over the batch;
 - ``high_loss``: the mean cross-entropy;
 - ``high_grad``: the mean per-sample gradient norm (white-box; skipped with ``grad=False``).
@@ -95,7 +96,8 @@ class RequestMonitor:
         rows = torch.cat([batch[None], draws])  # row 0: the batch itself
         stats: dict[str, Tensor] = {}
         counts = F.one_hot(labels[rows], num_classes).sum(1).double()  # [draws+1, C]
-        stats["class_chi2"] = ((counts - k * expected) ** 2 / (k * expected).clamp_min(1e-12)).sum(1)
+        chi2 = ((counts - k * expected) ** 2 / (k * expected).clamp_min(1e-12)).sum(1)
+        stats["class_chi2"] = chi2.clamp_min(0).pow(1 / 3)  # Wilson-Hilferty: the cube root is near normal
         stats["class_max_share"] = counts.max(1).values / k
         for name, values in features.items():
             stats[name] = values[rows].double().mean(1)
