@@ -150,9 +150,13 @@ def create_app(db: Database) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> HTMLResponse:
         with db.read() as conn:
-            if not is_admin(conn, _admin_token(request)):
+            token = _admin_token(request)
+            if not is_admin(conn, token):
                 return HTMLResponse(LOGIN, status_code=401)
-            return HTMLResponse(render_page(conn))
+            response = HTMLResponse(render_page(conn))
+        if request.cookies.get(COOKIE) != token:  # signed in by header or ?token=: the page's buttons need the cookie
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
