@@ -96,7 +96,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_the_parts():
     graph = part_graph()
     assert {"data", "models", "training", "sparsity", "methods", "attacks", "adversary", "healing", "metrics",
-            "sisa", "utils", "report", "experiments", "errors", "budget"} <= set(graph)
+            "sisa", "utils", "report", "experiments", "errors", "budget", "service"} <= set(graph)
     assert "data" in graph["training"] and "errors" in graph["data"]
 
 
@@ -109,6 +109,12 @@ def test_no_import_cycle_between_parts():
 def test_low_parts_import_only_lower_ones(part):
     extra = part_graph()[part] - ALLOWED[part]
     assert not extra, f"{part}/ imports {sorted(extra)}; it may import only {sorted(ALLOWED[part])}"
+
+
+def test_only_the_cli_imports_the_service():
+    """service/ needs an optional extra (FastAPI, SQLAlchemy): the library must import without it."""
+    importers = {part for part, targets in part_graph().items() if "service" in targets}
+    assert importers <= {"cli"}, f"{sorted(importers - {'cli'})} import service/"
 
 
 def test_find_cycle_reports_one():

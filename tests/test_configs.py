@@ -17,6 +17,12 @@ LOADERS = {"run": load_config, "damage": lambda p: load(AdversarialConfig, p),
 def test_config_loads_and_starts_with_its_command(path):
     first = path.read_text().splitlines()[0]
     command = first.split()[2] if first.startswith("# unlearnkit ") else None
+    if command == "register":  # a deployment spec of the deletion service
+        from unlearnkit.service.spec import read_spec
+
+        assert first.startswith(f"# unlearnkit register configs/{path.name}")
+        assert read_spec(path).name
+        return
     assert command in LOADERS and first == f"# unlearnkit {command} --config configs/{path.name}"
     config = LOADERS[command](path)
     assert config.seeds

@@ -1,4 +1,4 @@
-"""``unlearnkit``: ls | run | report | tune | damage | heal."""
+"""``unlearnkit``: ls | run | report | tune | damage | heal | register | serve | worker."""
 from __future__ import annotations
 
 import argparse
@@ -204,6 +204,57 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 1 if any(r.get("status") != "ok" for r in records) else 0
 
 
+def _service_db(args: argparse.Namespace):
+    from .service.server import open_db, service_dir
+
+    folder = service_dir(args.dir)
+    return folder, open_db(folder, args.db)
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from .service.registration import register
+    from .service.spec import read_spec
+
+    spec = read_spec(args.spec)  # checked before the database is opened or anything trains
+    folder, db = _service_db(args)
+    done = register(db, spec, folder)
+    print(f"registered deployment {done.name!r} in {done.folder} (version 0: TA {done.audit['TA']:.2f}%)")
+    if done.admin_token:
+        print(f"admin token (shown once, keep it): {done.admin_token}")
+    print("owner tokens (shown once; hand each owner theirs):")
+    for owner, token in done.tokens.items():
+        print(f"  {owner}\t{token}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .service.server import serve
+
+    folder, db = _service_db(args)
+    print(f"unlearnkit serve: http://{args.host}:{args.port}/ (database {db.url}; worker "
+          f"{'in this process' if args.worker else 'not started: run unlearnkit worker'})", file=sys.stderr, flush=True)
+    serve(db, host=args.host, port=args.port, worker=args.worker, lease_s=args.lease)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from .service.worker import Worker
+
+    _, db = _service_db(args)
+    Worker(db, lease_s=args.lease, poll_s=args.poll).run()
+    return 0
+
+
+def _service_arguments(parser: argparse.ArgumentParser, *, lease: bool = True) -> None:
+    parser.add_argument("--dir", help="the service's folder: deployments and the default SQLite database "
+                                      "(default ./serve, or $UNLEARNKIT_SERVE_DIR)")
+    parser.add_argument("--db", help="database URL, e.g. postgresql+psycopg://user@host:5432/db (default: "
+                                     "$UNLEARNKIT_DB, else sqlite in --dir)")
+    if lease:
+        parser.add_argument("--lease", type=float, default=30.0,
+                            help="seconds a worker's claim on a batch lasts without a heartbeat (default 30)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -254,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "Measure the damage of adversarial deletion requests for every unlearning method.")
     _adversarial_parser(sub, "heal", "heal every method's model after the worst strategy's requests",
                         "Heal unlearned models with the remaining data, twins, spares or random replacements.")
+    reg = sub.add_parser("register", help="register a deployment for the deletion service (prints its tokens once)",
+                         description="Register a deployment from a YAML spec (configs/serve-fmnist.yaml): data and "
+                                     "training IDs, owners, the model (trained now unless a checkpoint is given), the "
+                                     "deletion policy, guards, monitor and limits. Needs pip install 'unlearnkit[serve]'.")
+    reg.add_argument("spec", metavar="SPEC")
+    _service_arguments(reg, lease=False)
+    reg.set_defaults(func=_cmd_register)
+    srv = sub.add_parser("serve", help="run the deletion-request service (HTTP API and page)",
+                         description="Serve POST /deletions, GET /deletions/ID, the admin actions and the page at /.")
+    _service_arguments(srv)
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--worker", action="store_true", help="also run a worker in this process")
+    srv.set_defaults(func=_cmd_serve)
+    wrk = sub.add_parser("worker", help="process queued deletion requests (unlearn, heal, audit, publish)")
+    _service_arguments(wrk)
+    wrk.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the queue (default 0.5)")
+    wrk.set_defaults(func=_cmd_worker)
     return p
 
 

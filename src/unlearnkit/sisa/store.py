@@ -325,8 +325,31 @@ class SisaStore:
             seconds=time.perf_counter() - begin)
         return Unlearning(plan, states, report, ids, results)
 
-    def _commit(self, result: Unlearning, template: nn.Module) -> None:
-        generation = self.generation + 1
+    def commit(self, result: Unlearning, template: nn.Module, *, generation: int | None = None) -> None:
+        """Persist an unlearning computed with ``persist=False`` (e.g. after auditing it).
+
+        ``generation``: the generation the store must reach (default: the next). A store already at
+        that generation that has deleted ``result.ids`` is left as it is, so a caller that crashed
+        after committing can commit again safely.
+
+        Raises:
+            CheckpointError: the store moved on since ``result`` was computed (another deletion),
+                or ``generation`` is not the next one.
+        """
+        with self._locked():
+            self._load(SisaStore.open(self.root).manifest)
+            if generation is not None and generation == self.generation and \
+                    bool(torch.isin(result.ids, self.deleted).all()):
+                return
+            target = self.generation + 1 if generation is None else generation
+            if target != self.generation + 1 or self.plan.without(result.ids).to_json() != result.plan.to_json():
+                raise CheckpointError(f"the SISA store in {self.root} is at generation {self.generation}; this "
+                                      f"unlearning was computed for another state (asked for generation {target})")
+            _remove_unreferenced(self.root, self.checkpoints)  # leftovers of a crash
+            self._commit(result, template, target)
+
+    def _commit(self, result: Unlearning, template: nn.Module, generation: int | None = None) -> None:
+        generation = self.generation + 1 if generation is None else generation
         checkpoints = [list(c) for c in self.checkpoints]
         for s, shard_result in result.results.items():
             for offset, state in enumerate(shard_result.states):
