@@ -61,3 +61,21 @@ def test_without_select_there_are_no_selected_rows_and_the_keys_do_not_change(tm
     both = {r["row"]: r["key"] for r in records(out)}
     assert {k: both[k] for k in plain} == plain  # the default rows were reused, not rerun
     assert "ft (selected)" in both
+
+
+def test_selected_rows_are_not_split_by_the_point_each_workload_chose():
+    from unlearnkit.report.table import distinguish_variants
+
+    def rec(experiment, lr_share, selected=True, epochs=10.0):
+        r = {"experiment": experiment, "row": "ga (selected)" if selected else "ga", "seed": 0,
+             "params": {"lr_share": lr_share, "epochs": epochs}}
+        if selected:
+            r["selection"] = {"point": {"lr_share": lr_share}}
+        return r
+
+    rows = distinguish_variants([rec("class", 0.05), rec("random", 0.005)])
+    assert [r["row"] for r in rows] == ["ga (selected)", "ga (selected)"]  # the notes print each point
+    rows = distinguish_variants([rec("class", 0.05), rec("random", 0.05, epochs=5.0)])
+    assert [r["row"] for r in rows] == ["ga (selected) (epochs=10.0)", "ga (selected) (epochs=5.0)"]
+    rows = distinguish_variants([rec("a", 0.02, False), rec("b", 0.0001, False)])  # default rows still split
+    assert [r["row"] for r in rows] == ["ga (lr_share=0.02)", "ga (lr_share=0.0001)"]

@@ -142,7 +142,7 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
     """
     variants: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in records:
-        variants[r[field]][json.dumps(r.get("params", {}), sort_keys=True)] = r.get("params", {})
+        variants[r[field]][json.dumps(_setting(r), sort_keys=True)] = _setting(r)
     out = []
     for r in records:
         settings = list(variants[r[field]].values())
@@ -150,9 +150,16 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
             out.append(r)
             continue
         differing = sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
-        own = r.get("params", {})
+        own = _setting(r)
         out.append({**r, field: f"{r[field]} ({', '.join(f'{k}={own.get(k)}' for k in differing)})"})
     return out
+
+
+def _setting(record: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters that make a row what it is: a selected row's chosen point is left out,
+    since choosing it per workload is the row's protocol (its notes print the point)."""
+    chosen = (record.get("selection") or {}).get("point", {})
+    return {k: v for k, v in record.get("params", {}).items() if k not in chosen}
 
 
 def current_audit(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
