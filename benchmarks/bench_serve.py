@@ -104,17 +104,17 @@ def load_test(args: argparse.Namespace, folder: Path) -> dict:
     port = free_port()
     dirs = ["--dir", str(folder)]
     server = start("serve", *dirs, "--port", str(port))
-    worker = start("worker", *dirs, "--poll", "0.2")
+    worker = start("worker", *dirs, "--poll", "0.2", *(["--nice", str(args.worker_nice)] if args.worker_nice is not None else []))
     latencies: list[float] = []
     accepted: list[int] = []
     refused: list[int] = []
     lock = threading.Lock()
 
-    def client(owner: str) -> None:
+    def client(index: int, owner: str) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         ids = holdings[owner]
         gap = args.clients / args.rate if args.rate else 0.0
-        start = time.perf_counter()
+        start = begin + index * gap / args.clients  # staggered: paced arrivals are even, not bursts of --clients
         for r in range(per_client):
             if gap:
                 time.sleep(max(0.0, start + r * gap - time.perf_counter()))
@@ -132,7 +132,7 @@ def load_test(args: argparse.Namespace, folder: Path) -> dict:
     try:
         wait_up(port)
         begin = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(o,)) for o in sorted(holdings)[: args.clients]]
+        threads = [threading.Thread(target=client, args=(i, o)) for i, o in enumerate(sorted(holdings)[: args.clients])]
         for t in threads:
             t.start()
         for t in threads:
@@ -244,6 +244,7 @@ def main() -> None:
     p.add_argument("--ids", type=int, default=2, help="IDs per request")
     p.add_argument("--rate", type=float, default=0.0,
                    help="total submissions per second, spread over the clients (default 0: as fast as they can)")
+    p.add_argument("--worker-nice", type=int, help="the worker's --nice (default: its own default, 10)")
     p.add_argument("--apply-timeout", type=float, default=600)
     p.add_argument("--fmnist-subset", type=int, default=10000)
     p.add_argument("--budget", type=int, default=200)

@@ -209,6 +209,8 @@ def test_worker_killed_mid_job_then_restarted(tmp_path):
                 if all(v["status"] == "applied" for v in views):
                     break
                 time.sleep(0.2)
+            # the worker yields the cores to the server (--nice, default 10 on top of ours)
+            assert os.getpriority(os.PRIO_PROCESS, second.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
         finally:
             second.terminate()
             second.wait(timeout=10)

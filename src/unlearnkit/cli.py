@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -241,6 +242,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from .service.worker import Worker
 
     _, db = _service_db(args)
+    if args.nice and hasattr(os, "nice"):  # a batch job: the API server on the same cores answers first
+        os.nice(args.nice)
     Worker(db, lease_s=args.lease, poll_s=args.poll).run()
     return 0
 
@@ -322,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     wrk = sub.add_parser("worker", help="process queued deletion requests (unlearn, heal, audit, publish)")
     _service_arguments(wrk)
     wrk.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the queue (default 0.5)")
+    wrk.add_argument("--nice", type=int, default=10, choices=range(0, 20), metavar="0-19",
+                     help="lower the worker's CPU priority by this much, so that a server on the same machine keeps "
+                          "its submit latency while the worker trains (default 10; 0 keeps it)")
     wrk.set_defaults(func=_cmd_worker)
     return p
 

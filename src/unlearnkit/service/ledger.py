@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from .db import ledger
 
 REFUSAL = "the ledger is append-only"
+_INSERT = ledger.insert()  # built once: record() is on the submit path
 
 _SQLITE = [
     f"CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END",
@@ -45,9 +46,9 @@ def record(conn: sa.Connection, *, deployment: str, actor: str, event: str, requ
            batch_id: int | None = None, version_before: int | None = None, version_after: int | None = None,
            **detail: Any) -> None:
     """Append one event in the caller's transaction."""
-    conn.execute(ledger.insert().values(
-        at=time.time(), deployment=deployment, actor=actor, event=event, request_id=request_id, batch_id=batch_id,
-        version_before=version_before, version_after=version_after, detail=json.dumps(detail, sort_keys=True)))
+    conn.execute(_INSERT, {"at": time.time(), "deployment": deployment, "actor": actor, "event": event,
+                           "request_id": request_id, "batch_id": batch_id, "version_before": version_before,
+                           "version_after": version_after, "detail": json.dumps(detail, sort_keys=True)})
 
 
 def record_many(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -62,7 +63,7 @@ def record_many(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         fixed = {k: row.pop(k) for k in ("deployment", "actor", "event")}
         keyed = {k: row.pop(k, base[k]) for k in base}
         values.append({**fixed, **keyed, "at": now, "detail": json.dumps(row, sort_keys=True)})
-    conn.execute(ledger.insert(), values)
+    conn.execute(_INSERT, values)
 
 
 def events(conn: sa.Connection, *, deployment: str | None = None, request_id: int | None = None) -> list[dict[str, Any]]:

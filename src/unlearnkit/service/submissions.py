@@ -25,6 +25,22 @@ from .spec import DeploymentSpec, spec_from_json
 from .tokens import matches, token_hash
 
 MAX_ID = 2**63 - 1
+CHUNK = 900  # IDs per IN (...): SQLite's default limit is 999 bound variables
+
+# The submit path's statements, built once with bound parameters: building a SQLAlchemy statement
+# per call cost about as much as executing it (benchmarks/bench_serve.py).
+_BY_TOKEN = sa.select(owners.c.deployment, owners.c.owner, owners.c.token_sha256).where(
+    owners.c.token_sha256 == sa.bindparam("token_hash"))
+_SPEC = sa.select(deployments.c.spec).where(deployments.c.name == sa.bindparam("deployment"))
+_RECENT = sa.select(sa.func.count()).select_from(requests).where(
+    requests.c.deployment == sa.bindparam("deployment"), requests.c.owner == sa.bindparam("owner"),
+    requests.c.created > sa.bindparam("since"))
+_STATES = sa.select(samples.c.sample_id, samples.c.owner, samples.c.state).where(
+    samples.c.deployment == sa.bindparam("in_deployment"), samples.c.sample_id.in_(sa.bindparam("chunk", expanding=True)))
+_MARK_PENDING = samples.update().where(
+    samples.c.deployment == sa.bindparam("in_deployment"), samples.c.sample_id.in_(sa.bindparam("chunk", expanding=True))
+).values(state="pending")
+_INSERT_REQUEST = requests.insert()
 
 
 class Refusal(UnlearnKitError):
@@ -46,8 +62,7 @@ def authenticate(conn: sa.Connection, token: str | None) -> Caller:
     """The owner a bearer token belongs to (401 otherwise)."""
     if not token:
         raise Refusal(401, "missing token: send 'Authorization: Bearer <owner token>'", {"WWW-Authenticate": "Bearer"})
-    row = conn.execute(sa.select(owners.c.deployment, owners.c.owner, owners.c.token_sha256)
-                       .where(owners.c.token_sha256 == token_hash(token))).first()
+    row = conn.execute(_BY_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None or not matches(token, row.token_sha256):
         raise Refusal(401, "invalid token", {"WWW-Authenticate": "Bearer"})
     return Caller(row.deployment, row.owner)
@@ -64,7 +79,7 @@ def _spec(text: str) -> DeploymentSpec:
 
 
 def deployment_spec(conn: sa.Connection, name: str) -> DeploymentSpec:
-    text = conn.execute(sa.select(deployments.c.spec).where(deployments.c.name == name)).scalar_one()
+    text = conn.execute(_SPEC, {"deployment": name}).scalar_one()
     return _spec(text)
 
 
@@ -106,16 +121,13 @@ def submit(db: Database, token: str | None, body: Any) -> dict[str, Any]:
         if len(ids) > spec.limits.max_ids:
             raise Refusal(413, f"{len(ids)} ids in one request; at most {spec.limits.max_ids}")
         now = time.time()
-        recent = conn.execute(sa.select(sa.func.count()).select_from(requests).where(
-            requests.c.deployment == caller.deployment, requests.c.owner == caller.owner,
-            requests.c.created > now - 60)).scalar_one()
+        recent = conn.execute(_RECENT, {"deployment": caller.deployment, "owner": caller.owner,
+                                        "since": now - 60}).scalar_one()
         if recent >= spec.limits.per_minute:
             raise Refusal(429, f"rate limit: at most {spec.limits.per_minute} requests per minute per owner",
                           {"Retry-After": "60"})
-        rows = []
-        for start in range(0, len(ids), 900):
-            rows += conn.execute(sa.select(samples.c.sample_id, samples.c.owner, samples.c.state).where(
-                samples.c.deployment == caller.deployment, samples.c.sample_id.in_(ids[start:start + 900]))).all()
+        chunks = [{"in_deployment": caller.deployment, "chunk": ids[i:i + CHUNK]} for i in range(0, len(ids), CHUNK)]
+        rows = [row for chunk in chunks for row in conn.execute(_STATES, chunk)]
         mine = {r.sample_id: r.state for r in rows if r.owner == caller.owner}
         foreign = [i for i in ids if i not in mine]
         if foreign:  # the same answer for another owner's IDs and for IDs that do not exist
@@ -125,12 +137,11 @@ def submit(db: Database, token: str | None, body: Any) -> dict[str, Any]:
             parts = [f"{len(v)} already {'deleted' if k == 'deleted' else 'pending in another request'}: {v[:5]}"
                      for k, v in taken.items() if v]
             raise Refusal(409, "; ".join(parts))
-        request_id = conn.execute(requests.insert().values(
-            deployment=caller.deployment, owner=caller.owner, ids=json.dumps(ids), count=len(ids), status="queued",
-            created=now, updated=now)).inserted_primary_key[0]
-        for start in range(0, len(ids), 900):
-            conn.execute(samples.update().where(samples.c.deployment == caller.deployment,
-                                                samples.c.sample_id.in_(ids[start:start + 900])).values(state="pending"))
+        request_id = conn.execute(_INSERT_REQUEST, {
+            "deployment": caller.deployment, "owner": caller.owner, "ids": json.dumps(ids), "count": len(ids),
+            "status": "queued", "created": now, "updated": now}).inserted_primary_key[0]
+        for chunk in chunks:
+            conn.execute(_MARK_PENDING, chunk)
         ledger.record(conn, deployment=caller.deployment, actor=f"owner:{caller.owner}", event="queued",
                       request_id=request_id, ids=len(ids))
     return {"id": request_id, "deployment": caller.deployment, "owner": caller.owner, "count": len(ids),
