@@ -150,3 +150,17 @@ def test_report_keeps_family_sizes_apart(tmp_path):
     text = per_example_table([rec("retrain", 2, 50.0), rec("ft", 2, 60.0), rec("ft", 4, 70.0)])
     assert "| FT (N=2) | 60.0 |" in text and "| FT (N=4) | 70.0 |" in text
     assert "| Retrain: oracle vs oracle (floor) | 50.0 |" in text
+
+
+def test_a_member_with_non_finite_outputs_fails_its_row_not_the_run():
+    from unlearnkit.errors import TrainingError
+    from unlearnkit.metrics.per_example import example_sets, family_margins
+    setup = seed_setup()
+    sets = example_sets(setup.split, 20, generator=torch.Generator().manual_seed(0))
+    from unlearnkit.utils.modules import fresh_copy
+    model = fresh_copy(setup.original)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("inf"))
+    with pytest.raises(TrainingError, match="family member 0: outputs on forget are not finite"):
+        family_margins([model], sets)

@@ -17,7 +17,7 @@ from torch import nn
 from ..attacks.ulira import ulira
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..training.evaluate import predict_logits
 from .klom import DEFAULT_CLIP, halves, klom_with_floor, margins, summary
 
@@ -38,14 +38,15 @@ def family_margins(models: Iterable[nn.Module], sets: dict[str, Samples], *, cli
     """One ``(models, examples)`` float32 array of margins per example set.
 
     Raises:
-        ConfigError: a model's outputs are not finite (an audit never averages NaN away).
+        TrainingError: a model's outputs are not finite (an audit never averages NaN away; the run
+            marks that row failed and goes on, as for a model whose weights are not finite).
     """
     rows: dict[str, list[np.ndarray]] = {name: [] for name in sets}
     for i, model in enumerate(models):
         for name, samples in sets.items():
             logits = predict_logits(model, samples)
             if not torch.isfinite(logits).all():
-                raise ConfigError(f"family member {i}: outputs on {name} are not finite")
+                raise TrainingError(f"family member {i}: outputs on {name} are not finite")
             rows[name].append(margins(logits, samples.labels.cpu(), clip=clip).numpy())
     return {name: np.stack(r) for name, r in rows.items()}
 
