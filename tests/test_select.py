@@ -2,6 +2,7 @@
 recorded with its cost, reused on a rerun."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -79,3 +80,16 @@ def test_selected_rows_are_not_split_by_the_point_each_workload_chose():
     assert [r["row"] for r in rows] == ["ga (selected) (epochs=10.0)", "ga (selected) (epochs=5.0)"]
     rows = distinguish_variants([rec("a", 0.02, False), rec("b", 0.0001, False)])  # default rows still split
     assert [r["row"] for r in rows] == ["ga (lr_share=0.02)", "ga (lr_share=0.0001)"]
+
+
+def test_a_selected_point_equal_to_the_default_shares_one_unlearning():
+    from unlearnkit.experiments.config import load_config
+    from unlearnkit.experiments.recipes.run import rows_for
+    from unlearnkit.experiments.recipes.select import Selection
+
+    config = dataclasses.replace(load_config(None, []), methods=["ga"])
+    at = lambda lr: Selection("ga", {"lr_share": lr}, {"lr_share": [0.005, 0.02]}, 1.0, {0: 1.0})  # noqa: E731
+    rows = {r.label: r for r in rows_for(config, [at(0.02)])}  # 0.02 is GA's default
+    assert rows["ga"].shared and rows["ga (selected)"].shared and rows["ga"].params == rows["ga (selected)"].params
+    rows = {r.label: r for r in rows_for(config, [at(0.005)])}
+    assert not rows["ga"].shared and not rows["ga (selected)"].shared

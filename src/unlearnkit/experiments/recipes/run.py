@@ -40,6 +40,7 @@ class Row:
     trial: int
     params: dict[str, Any]
     selection: Selection | None = field(default=None, compare=False)
+    shared: bool = field(default=False, compare=False)  # the same unlearning as another row: cache it, run it once
 
 
 def method_names(config: RunConfig) -> list[str]:
@@ -53,9 +54,13 @@ def rows_for(config: RunConfig, selections: list[Selection] = ()) -> list[Row]:
         rows.append(Row("retrain (2nd seed)", REFERENCE, 1, params(REFERENCE)))
     chosen = {s.method: s for s in selections}
     for m in method_names(config):
-        rows.append(Row(m, m, 0, params(m)))
-        if m in chosen:
-            rows.append(Row(m + SELECTED, m, 0, params(m, chosen[m].point), chosen[m]))
+        default = params(m)
+        if m not in chosen:
+            rows.append(Row(m, m, 0, default))
+            continue
+        selected = params(m, chosen[m].point)
+        same = selected == default  # the grid holds the default: one unlearning serves both rows
+        rows += [Row(m, m, 0, default, shared=same), Row(m + SELECTED, m, 0, selected, chosen[m], shared=same)]
     return rows
 
 
@@ -106,7 +111,7 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
         model, seconds, cached = setup.oracle(row.trial, config.params.get(REFERENCE, {}))
     else:
         method = create_method(row.method, **row.params)
-        run = setup.run_method(method, row.trial)
+        run = setup.run_method(method, row.trial, cache=row.shared)
         model, seconds, cached, cost = run.model, run.seconds, run.cached, run.cost
     check_finite_model(model, row.label)
     metrics, outs = audit_with_outputs(model, setup.split, attacks=config.attacks)  # refuses non-finite outputs
@@ -147,7 +152,7 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(config)
     store = RecordStore(out_dir, complete=True)
     experiment = load_experiment(config)
-    rows = rows_for(config, select(config, method_names(config), backend=backend)
+    rows = rows_for(config, select(config, method_names(config), backend=backend, experiment=experiment)
                     if config.select and not dry_run else [])
     n_test = config.data.test_subset or len(experiment.dataset.test)
     recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}

@@ -18,6 +18,7 @@ from ...backends import Backend
 from ...methods.base import MAX_SELECT_POINTS, select_grid
 from ...report.tune import Grid, best_point
 from ..config import RunConfig
+from ..experiment import Experiment, load_experiment
 
 log = logging.getLogger("unlearnkit")
 
@@ -45,21 +46,24 @@ def grid_for(method: str) -> Grid | None:
     if not axes:
         return None
     grid = Grid(method, axes)
-    if len(grid.points()) > MAX_SELECT_POINTS:  # a method's declaration, checked where it is used
-        raise ValueError(f"{method}.select_grid has {len(grid.points())} points; at most {MAX_SELECT_POINTS}")
+    n = len(grid.points())
+    if n > MAX_SELECT_POINTS:  # a method's declaration, checked where it is used
+        raise ValueError(f"{method}.select_grid has {n} points; at most {MAX_SELECT_POINTS}")
     return grid
 
 
-def select(config: RunConfig, methods: list[str], *, backend: Backend | None = None) -> list[Selection]:
-    """Run each method's grid on the validation split (or reuse its records) and choose its point."""
+def select(config: RunConfig, methods: list[str], *, backend: Backend | None = None,
+           experiment: Experiment | None = None) -> list[Selection]:
+    """Run each method's grid on the validation split (or reuse its records) and choose its point.
+    Every grid is checked before the first one runs."""
     from .tune import run_tune  # late: tune imports run (its output folder), run imports this module
 
+    grids = [grid for grid in map(grid_for, methods) if grid is not None]
+    experiment = experiment or load_experiment(config)
     out = []
-    for method in methods:
-        grid = grid_for(method)
-        if grid is None:
-            continue
-        records = run_tune(config, grid, backend=backend)
+    for grid in grids:
+        method = grid.method
+        records = run_tune(config, grid, backend=backend, experiment=experiment)
         best = best_point(records)
         if best is None:
             log.warning("%s: every point of its selection grid failed on some seed; no selected row", method)

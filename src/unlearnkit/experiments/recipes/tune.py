@@ -134,14 +134,17 @@ RECIPE = Recipe("tune", prepare=prepare, describe=describe,
                 execute=execute, failed=(("metrics", {}), ("seconds", float("nan")), ("disparity", None)))
 
 
-def run_tune(config: RunConfig, grid: Grid, *, backend: Backend | None = None) -> list[dict[str, Any]]:
+def run_tune(config: RunConfig, grid: Grid, *, backend: Backend | None = None,
+             experiment: Experiment | None = None) -> list[dict[str, Any]]:
     """Run ``grid`` over ``config.seeds``; return the grid's records (old and new). Every point is
-    validated before any model is touched; a point whose training diverges is a failed record."""
+    validated before any model is touched; a point whose training diverges is a failed record.
+    ``experiment``: ``config``'s, when the caller has it loaded (``run --select`` tunes every method
+    on one, so the data is read and each seed prepared once)."""
     base_params = config.params.get(grid.method, {})
     points = grid.points()
     methods = [create_method(grid.method, **{**base_params, **p}) for p in points]
     store = RecordStore(tune_dir(config), complete=True)
-    experiment = load_experiment(config)
+    experiment = experiment or load_experiment(config)
     key = lambda seed, m: digest({"tune": experiment.digest, "seed": seed, "method": m.name,  # noqa: E731
                                   "params": method_params(m)})
     jobs = [Job(key(seed, m), seed, (p, m)) for seed in config.seeds for p, m in zip(points, methods)]
