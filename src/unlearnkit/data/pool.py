@@ -58,9 +58,7 @@ class Pool:
     def to(self, device: torch.device | str) -> "Pool":
         """This pool on ``device``, copied there once per pool and device (later calls reuse the
         copy while this pool lives); the pool itself when it is already there."""
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = _resolved(device)
         if self.x.device == device:
             return self
         copies = _COPIES.setdefault(self, {})
@@ -69,6 +67,19 @@ class Pool:
                 copies[str(device)] = Pool(self.x.to(device), self.y.to(device), self.mean.to(device),
                                            self.std.to(device))
         return copies[str(device)]
+
+    def is_on(self, device: torch.device | str) -> bool:
+        """Whether this pool, or its copy, already lies on ``device`` (:meth:`to` then costs nothing)."""
+        device = _resolved(device)
+        return self.x.device == device or str(device) in _COPIES.get(self, {})
+
+
+def _resolved(device: torch.device | str) -> torch.device:
+    """``device`` with its index ("cuda" → "cuda:N", the current one), as tensors report it."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 _COPIES: "weakref.WeakKeyDictionary[Pool, dict[str, Pool]]" = weakref.WeakKeyDictionary()
@@ -145,8 +156,9 @@ class Samples:
 
     def near(self, device: torch.device | str) -> "Samples":
         """:meth:`to` ``device`` when the pool fits there (a GPU with room: utils/devices.py), else
-        these samples as they are (batches are then copied one by one)."""
-        return self.to(device) if fits_on_device(self.pool.nbytes, device) else self
+        these samples as they are (batches are then copied one by one). A pool already there stays
+        used: its own copy would otherwise count against the free memory the check reads."""
+        return self.to(device) if self.pool.is_on(device) or fits_on_device(self.pool.nbytes, device) else self
 
     def relabel(self, targets: Tensor) -> "Samples":
         return Samples(self.pool, self.ids, targets.long())
