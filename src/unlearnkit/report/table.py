@@ -142,7 +142,8 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
     """
     variants: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in records:
-        variants[r[field]][json.dumps(_setting(r), sort_keys=True)] = _setting(r)
+        setting = _setting(r)
+        variants[r[field]][json.dumps(setting, sort_keys=True)] = setting
     out = []
     for r in records:
         settings = list(variants[r[field]].values())

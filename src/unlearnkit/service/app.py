@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from ..errors import ConfigError
 from . import ledger
-from .db import Database, batches, deployments, requests, samples, versions
+from .db import Database, batches, deployments, requests, samples, set_sample_state, versions
 from .submissions import Refusal, authenticate, is_admin, request_view, submit
 
 try:
@@ -122,11 +122,7 @@ def create_app(db: Database) -> FastAPI:
                 conn.execute(requests.update().where(requests.c.batch_id == batch_id)
                              .values(status="failed", reason="rejected by the admin after the monitor held it",
                                      updated=now))
-                ids = sorted(i for r in reqs for i in json.loads(r.ids))
-                for start in range(0, len(ids), 900):
-                    conn.execute(samples.update().where(samples.c.deployment == row.deployment,
-                                                        samples.c.sample_id.in_(ids[start:start + 900]))
-                                 .values(state="present"))
+                set_sample_state(conn, row.deployment, sorted(i for r in reqs for i in json.loads(r.ids)), "present")
             ledger.record_many(conn, [{"deployment": row.deployment, "actor": "admin",
                                        "event": "released" if action == "release" else "rejected",
                                        "request_id": r.id, "batch_id": batch_id} for r in reqs])

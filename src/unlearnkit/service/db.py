@@ -153,6 +153,24 @@ class Database:
         self.engine.dispose()
 
 
+ID_CHUNK = 900  # IDs per IN (...): SQLite's default limit is 999 bound variables
+
+
+def id_chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i:i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+
+
+_SET_STATE = samples.update().where(  # built once: the submit path marks samples pending with it
+    samples.c.deployment == sa.bindparam("in_deployment"), samples.c.sample_id.in_(sa.bindparam("chunk", expanding=True))
+).values(state=sa.bindparam("new_state"))
+
+
+def set_sample_state(conn: sa.Connection, deployment: str, ids: list[int], state: str) -> None:
+    """Set the state (present | pending | deleted) of ``ids`` of ``deployment``, in the caller's transaction."""
+    for chunk in id_chunks(ids):
+        conn.execute(_SET_STATE, {"in_deployment": deployment, "chunk": chunk, "new_state": state})
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (_sqlite_begin)
     cur = dbapi_conn.cursor()

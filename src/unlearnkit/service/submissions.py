@@ -19,13 +19,12 @@ import sqlalchemy as sa
 
 from ..errors import UnlearnKitError
 from . import ledger
-from .db import Database, deployments, owners, requests, samples, settings
+from .db import Database, deployments, id_chunks, owners, requests, samples, set_sample_state, settings
 from .registration import ADMIN_KEY
 from .spec import DeploymentSpec, spec_from_json
 from .tokens import matches, token_hash
 
 MAX_ID = 2**63 - 1
-CHUNK = 900  # IDs per IN (...): SQLite's default limit is 999 bound variables
 
 # The submit path's statements, built once with bound parameters: building a SQLAlchemy statement
 # per call cost about as much as executing it (benchmarks/bench_serve.py).
@@ -37,9 +36,6 @@ _RECENT = sa.select(sa.func.count()).select_from(requests).where(
     requests.c.created > sa.bindparam("since"))
 _STATES = sa.select(samples.c.sample_id, samples.c.owner, samples.c.state).where(
     samples.c.deployment == sa.bindparam("in_deployment"), samples.c.sample_id.in_(sa.bindparam("chunk", expanding=True)))
-_MARK_PENDING = samples.update().where(
-    samples.c.deployment == sa.bindparam("in_deployment"), samples.c.sample_id.in_(sa.bindparam("chunk", expanding=True))
-).values(state="pending")
 _INSERT_REQUEST = requests.insert()
 
 
@@ -126,8 +122,8 @@ def submit(db: Database, token: str | None, body: Any) -> dict[str, Any]:
         if recent >= spec.limits.per_minute:
             raise Refusal(429, f"rate limit: at most {spec.limits.per_minute} requests per minute per owner",
                           {"Retry-After": "60"})
-        chunks = [{"in_deployment": caller.deployment, "chunk": ids[i:i + CHUNK]} for i in range(0, len(ids), CHUNK)]
-        rows = [row for chunk in chunks for row in conn.execute(_STATES, chunk)]
+        rows = [row for chunk in id_chunks(ids)
+                for row in conn.execute(_STATES, {"in_deployment": caller.deployment, "chunk": chunk})]
         mine = {r.sample_id: r.state for r in rows if r.owner == caller.owner}
         foreign = [i for i in ids if i not in mine]
         if foreign:  # the same answer for another owner's IDs and for IDs that do not exist
@@ -140,8 +136,7 @@ def submit(db: Database, token: str | None, body: Any) -> dict[str, Any]:
         request_id = conn.execute(_INSERT_REQUEST, {
             "deployment": caller.deployment, "owner": caller.owner, "ids": json.dumps(ids), "count": len(ids),
             "status": "queued", "created": now, "updated": now}).inserted_primary_key[0]
-        for chunk in chunks:
-            conn.execute(_MARK_PENDING, chunk)
+        set_sample_state(conn, caller.deployment, ids, "pending")
         ledger.record(conn, deployment=caller.deployment, actor=f"owner:{caller.owner}", event="queued",
                       request_id=request_id, ids=len(ids))
     return {"id": request_id, "deployment": caller.deployment, "owner": caller.owner, "count": len(ids),

@@ -45,7 +45,7 @@ from ..metrics.audit import audit_with_outputs
 from ..sisa import SisaStore
 from ..utils.seeding import derived_generator
 from . import ledger
-from .db import Database, batches, deployments, requests, samples, versions
+from .db import Database, batches, deployments, requests, samples, set_sample_state, versions
 from .registration import load_data, load_split, make_template
 from .spec import DeploymentSpec, spec_from_json
 from .versions import Version, load_version, save_version, version_path
@@ -310,10 +310,7 @@ class Worker:
 
     @staticmethod
     def _release_samples(conn: sa.Connection, name: str, reqs) -> None:
-        ids = sorted(i for r in reqs for i in json.loads(r.ids))
-        for start in range(0, len(ids), 900):
-            conn.execute(samples.update().where(samples.c.deployment == name, samples.c.sample_id.in_(
-                ids[start:start + 900])).values(state="present"))
+        set_sample_state(conn, name, sorted(i for r in reqs for i in json.loads(r.ids)), "present")
 
     def _publish(self, batch_id: int, name: str, reqs, ids: Tensor, before: int, after: int, path: str, sha: str,
                  audit: dict[str, float], monitor: dict[str, Any]) -> None:
@@ -329,10 +326,7 @@ class Worker:
                                                   batch_id=batch_id, deleted=len(ids), audit=json.dumps(audit)))
             conn.execute(requests.update().where(requests.c.batch_id == batch_id)
                          .values(status="applied", version=after, reason=None, updated=now))
-            id_list = ids.tolist()
-            for start in range(0, len(id_list), 900):
-                conn.execute(samples.update().where(samples.c.deployment == name, samples.c.sample_id.in_(
-                    id_list[start:start + 900])).values(state="deleted"))
+            set_sample_state(conn, name, ids.tolist(), "deleted")
             common = {"deployment": name, "actor": f"worker:{self.name}", "batch_id": batch_id,
                       "version_before": before, "version_after": after}
             ledger.record_many(conn, [{**common, "event": "applied", "request_id": r.id, "audit": audit}
