@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -147,6 +148,23 @@ def test_class_wise_schedule():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ConfigError, match="class_zero_below"):
             create_method("dau", class_zero_below=bad)
+
+
+def test_iterations_are_capped_by_the_original_training_budget(toy_class_split):
+    """DAU makes at most budget_cap × the original's training steps; the class-wise switch and the
+    attacker's pre-training shrink with them."""
+    split = toy_class_split
+    b = split.budget
+    original = b.epochs * math.ceil(len(split.train) / b.batch_size)
+    share = original / 10 ** 6
+    assert create_method("dau", iterations=10 ** 6, budget_cap=1.0).schedule(split) == (original, math.ceil(30 * share),
+                                                                                      math.ceil(100 * share))
+    capped, zero_after, pretrain = create_method("dau", iterations=1000, class_zero_after=300, budget_cap=0.5).schedule(split)
+    assert capped == math.ceil(0.5 * original) and zero_after == math.ceil(300 * capped / 1000)
+    assert pretrain == math.ceil(100 * capped / 1000)
+    assert create_method("dau", iterations=3, class_zero_after=1, pretrain_steps=7, budget_cap=1.0).schedule(split) == (3, 1, 7)
+    with pytest.raises(ConfigError, match="budget_cap"):
+        create_method("dau", budget_cap=0)
 
 
 def test_class_zero_below_keeps_the_adversarial_term_on_until_the_class_is_forgotten(toy_original, toy_class_split):

@@ -86,10 +86,11 @@ def test_salun_updates_only_salient_weights(toy_original, toy_class_split, prune
 
 # --- SCRUB -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("msteps", [0, 2])
-def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps):
+@pytest.mark.parametrize("msteps,min_forget_steps", [(0, 1), (2, 1), (2, 20)])
+def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps, min_forget_steps):
     """Each training forward pass of the student is logged as D_f or D_r: the D_f passes (max-steps)
-    must be exactly one pass over D_f at the start of each of the first ``msteps`` rounds."""
+    must be exactly one pass over D_f at the start of each of the first ``msteps`` rounds — as many
+    passes as make ``min_forget_steps`` steps when D_f has fewer batches."""
     split = toy_class_split
     fingerprint = lambda x: x.flatten(1).sum(1).mul(1e3).round().tolist()  # noqa: E731
     forget_rows = set(fingerprint(split.forget.inputs()))
@@ -103,9 +104,11 @@ def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps
     model.register_forward_pre_hook(spy)  # deep-copied into the student and the teacher
     rounds, epoch_share = 4, 0.5
     create_method("scrub", rounds=rounds, msteps=msteps, epoch_share=epoch_share, lr_share=0.01,
-                  forget_batch_size=32).unlearn(
+                  forget_batch_size=32, min_forget_steps=min_forget_steps).unlearn(
         model, split, generator=torch.Generator().manual_seed(0))
-    per_f = math.ceil(len(split.forget) / 32)
+    per_pass = math.ceil(len(split.forget) / 32)
+    per_f = per_pass * math.ceil(min_forget_steps / per_pass)
+    assert (per_f > per_pass) == (min_forget_steps == 20)
     total = math.ceil(epoch_share * TOY_BUDGET.epochs * math.ceil(len(split.retain) / TOY_BUDGET.batch_size))
     expected = "".join("f" * per_f * (r < msteps) + "r" * (total * (r + 1) // rounds - total * r // rounds)
                        for r in range(rounds))

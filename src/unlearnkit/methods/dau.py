@@ -15,6 +15,7 @@ at the end (the alternatives diverged or collapsed on W2). docs/results.md, "Whe
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -74,6 +75,7 @@ class DAU:
     select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.2, 0.4)),)  # what `run --select` tries (base.py)
 
     iterations: int = 100  # defender steps (one D_r batch and one D_f / D_v batch each)
+    budget_cap: float = 0.3  # at most this share of the original training's steps (see schedule)
     lr_share: float = 0.2  # defender SGD lr, × the original lr (original momentum and weight decay)
     batch_size: int = 128  # D_r samples per defender step
     attack_batch_size: int = 32  # D_f and D_v samples (each) per step
@@ -98,7 +100,7 @@ class DAU:
             check(getattr(self, f) >= 2, f"{self.name}.{f} must be >= 2, got {getattr(self, f)}")
         for f in ("pretrain_steps", "attacker_steps", "class_zero_after"):
             check(getattr(self, f) >= 0, f"{self.name}.{f} must be >= 0, got {getattr(self, f)}")
-        for f in ("lr_share", "attacker_lr", "eps"):
+        for f in ("lr_share", "attacker_lr", "eps", "budget_cap"):
             check(positive(getattr(self, f)), f"{self.name}.{f} must be > 0, got {getattr(self, f)}")
         for f in ("alpha", "beta", "bt_lambda"):
             v = getattr(self, f)
@@ -108,10 +110,25 @@ class DAU:
         check(self.form in FORMS, f"{self.name}.form must be one of {FORMS}, got {self.form!r}")
         check(self.class_zero in CLASS_ZERO, f"{self.name}.class_zero must be one of {CLASS_ZERO}, got {self.class_zero!r}")
 
-    def weights(self, iteration: int, class_wise: bool, switched: bool = True) -> tuple[float, float]:
-        """``(α, β)`` at ``iteration`` (0-based), after the class-wise schedule; ``switched``: the
-        forget-batch accuracy has fallen to ``class_zero_below`` (always true at the default 1)."""
-        off = class_wise and iteration >= self.class_zero_after and switched
+    def schedule(self, split: ForgetSplit) -> tuple[int, int, int]:
+        """``(iterations, class_zero_after, pretrain_steps)`` for ``split``: ``iterations`` defender
+        steps, but at most ``budget_cap`` × the steps the original was trained for, the class-wise
+        switch and the attacker's pre-training shrunk in proportion. Fixed counts cost 2–11 × a
+        retrain on 1–10k-sample sets, where the original itself took only a few hundred steps; on
+        W1 (3,800 steps) the cap does not bind."""
+        b = split.budget
+        original = b.epochs * math.ceil(len(split.train) / b.batch_size)
+        iterations = max(1, min(self.iterations, math.ceil(self.budget_cap * original)))
+        share = iterations / self.iterations
+        return iterations, math.ceil(self.class_zero_after * share), math.ceil(self.pretrain_steps * share)
+
+    def weights(self, iteration: int, class_wise: bool, switched: bool = True,
+                zero_after: int | None = None) -> tuple[float, float]:
+        """``(α, β)`` at ``iteration`` (0-based), after the class-wise schedule (switching after
+        ``zero_after`` steps, by default ``class_zero_after``); ``switched``: the forget-batch
+        accuracy has fallen to ``class_zero_below`` (always true at the default 1)."""
+        zero_after = self.class_zero_after if zero_after is None else zero_after
+        off = class_wise and iteration >= zero_after and switched
         return (0.0 if off and self.class_zero == "alpha" else self.alpha,
                 0.0 if off and self.class_zero == "beta" else self.beta)
 
@@ -132,14 +149,15 @@ class DAU:
         with seeded(generator), batch_statistics(new):
             attacker = SamiaNet(split.num_classes).to(device)
             att_opt = torch.optim.Adam(attacker.parameters(), lr=self.attacker_lr)
-            if self.alpha > 0 and self.pretrain_steps > 0:
+            iterations, zero_after, pretrain_steps = self.schedule(split)
+            if self.alpha > 0 and pretrain_steps > 0:
                 im, iv = (inputs_of(new, s.random_subset(self.pretrain_samples, generator=generator), **noise)
                           for s in (split.forget, split.val))
-                for _ in range(self.pretrain_steps):
+                for _ in range(pretrain_steps):
                     attacker_step(attacker, att_opt, *balanced_batch(im, iv, 2 * n, generator))
             switched = self.class_zero_below >= 1  # the paper's fixed schedule needs no measurement
-            for it in range(self.iterations):
-                alpha, beta = self.weights(it, split.forget_class is not None, switched)
+            for it in range(iterations):
+                alpha, beta = self.weights(it, split.forget_class is not None, switched, zero_after)
                 (xf, yf), (xv, yv) = draw(split.forget, n, generator, device), draw(split.val, n, generator, device)
                 loss = torch.zeros((), device=device)
                 new.eval()
@@ -148,7 +166,7 @@ class DAU:
                     zv = new.forward_features(xv) if beta > 0 else None
                 if alpha > 0:
                     pf = torch.softmax(new.forward_head(zf), dim=1)
-                    if not switched and it + 1 >= self.class_zero_after:
+                    if not switched and it + 1 >= zero_after:
                         switched = (pf.argmax(1) == yf).float().mean().item() <= self.class_zero_below
                     inf = attack_inputs(pf, sensitivity(new, xf, pf, **noise), yf)
                     with torch.no_grad():
@@ -168,7 +186,7 @@ class DAU:
                 new.train()
                 xr, yr = next(retain)
                 loss = loss + F.cross_entropy(new(xr), yr)
-                check_finite(loss, f"{self.name} defender at iteration {it + 1}/{self.iterations}{self._advice()}")
+                check_finite(loss, f"{self.name} defender at iteration {it + 1}/{iterations}{self._advice()}")
                 masked_step(new, optimizer, loss)
         recompute_running_statistics(new, split.retain)
         return new.eval()

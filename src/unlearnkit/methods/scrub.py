@@ -38,7 +38,8 @@ class SCRUB:
     decay) for both kinds of step; KL at ``temperature`` T, scaled by T². Chosen here: the min-steps
     (``epoch_share`` of the original epochs over D_r) are spread evenly over the rounds, so the
     alternation survives budgets below one epoch per round; ``lr_share`` and ``rounds`` on W1's
-    validation split. The student starts equal to the teacher, where the KL's gradient vanishes.
+    validation split; a small D_f (fewer batches than ``min_forget_steps``) is passed over repeatedly
+    in a max-step round, so that a 180-sample class gets as many ascent steps as W1's 5,400 do. The student starts equal to the teacher, where the KL's gradient vanishes.
     Not implemented: SGDA averaging (unused there) and SCRUB+R. Pruned weights stay at zero.
     docs/results.md, "Where the defaults come from".
     """
@@ -52,6 +53,7 @@ class SCRUB:
     ce_weight: float = 1.0  # γ: CE weight in the min-steps
     temperature: float = 4.0  # distillation temperature T (the reference's)
     forget_batch_size: int = 512  # D_f samples per max-step
+    min_forget_steps: int = 10  # a max-step round repeats its pass over D_f until it has made this many steps
     epoch_share: float = 0.1  # min-step epochs over D_r, × the original epochs
     lr_share: float = 0.02  # lr, × the original lr
 
@@ -63,6 +65,7 @@ class SCRUB:
         check(self.kl_weight + self.ce_weight > 0, "scrub needs kl_weight or ce_weight > 0 for the min-steps")
         check(positive(self.temperature), f"scrub.temperature must be > 0, got {self.temperature}")
         check(self.forget_batch_size >= 1, f"scrub.forget_batch_size must be >= 1, got {self.forget_batch_size}")
+        check(self.min_forget_steps >= 1, f"scrub.min_forget_steps must be >= 1, got {self.min_forget_steps}")
         check(positive(self.epoch_share), f"scrub.epoch_share must be > 0, got {self.epoch_share}")
         check(positive(self.lr_share), f"scrub.lr_share must be > 0, got {self.lr_share}")
 
@@ -73,6 +76,7 @@ class SCRUB:
         optimizer = make_optimizer(student.parameters(), config)
         device, bs = model_device(student), config.batch_size
         total = max(1, math.ceil(b.epochs * self.epoch_share * math.ceil(len(split.retain) / bs)))
+        passes = math.ceil(self.min_forget_steps / math.ceil(len(split.forget) / self.forget_batch_size))
 
         def kl(student_logits: Tensor, x: Tensor) -> Tensor:
             with torch.no_grad():
@@ -88,7 +92,7 @@ class SCRUB:
         with seeded(generator):
             retain = cycle_batches(split.retain, bs, generator, device)
             for r in range(self.rounds):
-                if r < self.msteps:
+                for _ in range(passes if r < self.msteps else 0):
                     for x, _ in split.forget.batches(self.forget_batch_size, shuffle=True, generator=generator,
                                                       device=device):
                         step(-kl(student(x), x), f"max-step (round {r + 1})")
