@@ -163,7 +163,7 @@ def test_pruned_weights_stay_exactly_zero(name, toy_original, toy_random_split):
 # (student = teacher) and its 10 per round (one 225-sample batch, repeated) do not move the toy class —
 # on W1 at 2,000 samples, 15-20 per round tip some seeds into collapse or NaN; DAU without Barlow Twins,
 # capped at 0.3 × the toy original's 174 steps (53 iterations, α on for 16), leaves it (DAU itself
-# forgets it). docs/results.md, "Defaults on small workloads". The test below fails when one of them
+# forgets it). docs/results.md, "A small workload". The test below fails when one of them
 # starts to forget, so that this list and the docs stay true.
 KEEP_A_TOY_CLASS_AT_DEFAULTS = {"dau-nobt", "ft", "l1-sparse", "neggrad+", "scrub"}
 

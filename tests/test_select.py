@@ -93,3 +93,14 @@ def test_a_selected_point_equal_to_the_default_shares_one_unlearning():
     assert rows["ga"].shared and rows["ga (selected)"].shared and rows["ga"].params == rows["ga (selected)"].params
     rows = {r.label: r for r in rows_for(config, [at(0.005)])}
     assert not rows["ga"].shared and not rows["ga (selected)"].shared
+
+
+def test_dry_run_with_select_lists_each_grid_and_runs_nothing(tmp_path, caplog):
+    out = tmp_path / "run"
+    with caplog.at_level("INFO", logger="unlearnkit"):
+        assert main(["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga", "--select", "--dry-run", "--out", str(out)]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--select:")]
+    assert [line.split()[1] for line in lines] == ["ft", "ga"]
+    assert "tries 4 points (lr_share ∈ {0.1, 0.3}; epoch_share ∈ {0.2, 0.5})" in lines[0]
+    assert "of each of 2 seed(s)" in lines[0] and "'ft (selected)'" in lines[0]
+    assert not (out / "records.jsonl").exists()

@@ -25,7 +25,7 @@ from ..runner import Job, Recipe, run_jobs
 from ..experiment import Experiment, check_finite_model, load_experiment, memo
 from ..setup import ORIGINAL, REFERENCE, SeedSetup, forget_ids_before_training, prepare_seed
 from . import per_example
-from .select import SELECTED, Selection, select
+from .select import SELECTED, Selection, dry_run_lines, select
 
 log = logging.getLogger("unlearnkit")
 
@@ -154,6 +154,9 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     experiment = load_experiment(config)
     rows = rows_for(config, select(config, method_names(config), backend=backend, experiment=experiment)
                     if config.select and not dry_run else [])
+    if config.select and dry_run:  # the grids are not run, so the selected rows are not listed below
+        for line in dry_run_lines(config, method_names(config)):
+            log.info("%s", line)
     n_test = config.data.test_subset or len(experiment.dataset.test)
     recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731

@@ -52,6 +52,16 @@ def grid_for(method: str) -> Grid | None:
     return grid
 
 
+def dry_run_lines(config: RunConfig, methods: list[str]) -> list[str]:
+    """What ``select`` would run, one line per method with a grid (for ``--dry-run``; runs nothing)."""
+    lines = []
+    for grid in filter(None, map(grid_for, methods)):
+        axes = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in grid.axes)
+        lines.append(f"--select: {grid.method} tries {len(grid.points())} points ({axes}) on the validation split "
+                     f"of each of {len(config.seeds)} seed(s), then adds a row '{grid.method}{SELECTED}'")
+    return lines
+
+
 def select(config: RunConfig, methods: list[str], *, backend: Backend | None = None,
            experiment: Experiment | None = None) -> list[Selection]:
     """Run each method's grid on the validation split (or reuse its records) and choose its point.
