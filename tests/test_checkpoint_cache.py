@@ -55,3 +55,28 @@ def test_cache_reuses_and_rebuilds_corrupted(tmp_path, toy_dataset, caplog):
     _, _, cached = cache.get_or_build(key, make_toy_model(toy_dataset, seed=99), build)
     assert not cached and len(builds) == 2
     assert "rebuilding" in caplog.text
+
+
+def test_an_edited_method_gets_a_new_cache_key(tmp_path, monkeypatch):
+    """Unlearned models are cached by hyperparameters and by the source of the method's class: the
+    same hyperparameters under edited code must not find the old code's model (retrain excepted)."""
+    import importlib
+    import sys
+
+    from unlearnkit.methods import create_method
+    from unlearnkit.methods.base import cache_key_part, code_digest
+
+    source = ("from dataclasses import dataclass\n\n@dataclass(frozen=True, kw_only=True)\n"
+              "class Toy:\n    name = 'toy'\n    lr_share: float = 0.1\n\n    def unlearn(self, model, split, *, generator):\n"
+              "        return model{}\n")
+    (tmp_path / "toy_method_mod.py").write_text(source.format(""))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("toy_method_mod")
+    before = cache_key_part(module.Toy())
+    (tmp_path / "toy_method_mod.py").write_text(source.format("  # edited"))
+    after = cache_key_part(importlib.reload(module).Toy())
+    sys.modules.pop("toy_method_mod")
+    assert before["params"] == after["params"] == {"lr_share": 0.1}
+    assert before["code"] != after["code"]
+    assert code_digest(create_method("dau")) != code_digest(create_method("dau-nobt"))  # a subclass's file counts too
+    assert code_digest(create_method("retrain")) is None and "code" not in cache_key_part(create_method("retrain"))

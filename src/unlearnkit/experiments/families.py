@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..methods.base import Unlearner, method_params, returns_ensemble, unlearn_measured
+from ..methods.base import Unlearner, cache_key_part, returns_ensemble, unlearn_measured
 from ..metrics.per_example import Margins, audit_families, example_sets, family_margins, floor_audit
 from ..progress import progress_bar
 from ..training.loop import train
@@ -113,7 +113,7 @@ def unlearned_family(setup: SeedSetup, method: Unlearner, originals: Family,
     """``method`` applied to each original (member 0: ``first``, the row's own model and its
     unlearning seconds, when given)."""
     exp, seed = setup.experiment, setup.seed
-    params = method_params(method)
+    identity = cache_key_part(method)
 
     def member(i: int) -> tuple[nn.Module, float, bool]:
         def build() -> tuple[nn.Module, dict[str, Any]]:
@@ -123,7 +123,7 @@ def unlearned_family(setup: SeedSetup, method: Unlearner, originals: Family,
         if returns_ensemble(method):  # an ensemble is not a model of the configured architecture: not cached
             model, meta = build()
             return model, meta["seconds"], False
-        key = {"kind": "family-unlearned", "method": method.name, "params": params, "identity": exp.identity,
+        key = {"kind": "family-unlearned", "method": method.name, **identity, "identity": exp.identity,
                "seed": seed, "member": i, "forget": setup.forget_hash}
         model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(seed), build)
         return model, meta["seconds"], was_cached

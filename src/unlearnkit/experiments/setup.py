@@ -25,7 +25,7 @@ from ..data.pool import Samples
 from ..data.scenarios import select_forget_ids, validate_forget_ids
 from ..data.splits import BaseSplit, ForgetSplit, base_split, forget_split
 from ..errors import ConfigError
-from ..methods.base import create_method, method_params, unlearn_measured
+from ..methods.base import cache_key_part, create_method, unlearn_measured
 from ..sparsity.masks import attach_masks, prunable, sparsity_of
 from ..sparsity.omp import omp_rewind
 from ..training.loop import train
@@ -82,7 +82,7 @@ class SeedSetup:
             return MethodRun(model, meta["seconds"], False, meta.get("cost"), start[0])
         exp = self.experiment
         key = {"kind": method.name, "identity": exp.identity, "seed": self.seed, "trial": trial,
-               "forget": self.forget_hash, "params": method_params(method)}
+               "forget": self.forget_hash, **cache_key_part(method)}
         model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed, masks_like=self.original), build)
         return MethodRun(model, meta["seconds"], was_cached, meta.get("cost"), start[0])
 

@@ -7,7 +7,10 @@ given and returns a new one on the same device.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import time
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -106,6 +109,32 @@ def list_methods(pattern: str = "*") -> list[str]:
 def method_params(method: Unlearner) -> dict[str, Any]:
     """The hyperparameters of ``method`` as a JSON-serialisable dict (``create_method`` inverts it)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()}
+
+
+def code_digest(method: Unlearner) -> str | None:
+    """A digest of the source files that define ``method``'s class and its base classes.
+    The model cache keys unlearned models by it besides their hyperparameters, so that a method
+    edited under unchanged hyperparameters does not get models its old code made. ``None`` for a
+    class with ``code_in_cache_key = False`` (Retrain: it is training, keyed like the original)."""
+    if not getattr(type(method), "code_in_cache_key", True):
+        return None
+    files = set()
+    for c in type(method).__mro__:
+        if c.__module__ not in ("builtins", "typing", "abc"):
+            try:
+                files.add(inspect.getsourcefile(c))
+            except TypeError:  # a class defined without a source file (e.g. interactively)
+                continue
+    h = hashlib.sha256()
+    for f in sorted(filter(None, files)):
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key_part(method: Unlearner) -> dict[str, Any]:
+    """What identifies ``method`` in a model-cache key: its hyperparameters and its code digest."""
+    code = code_digest(method)
+    return {"params": method_params(method), **({"code": code} if code is not None else {})}
 
 
 def cycle_batches(samples, batch_size: int, generator: torch.Generator, device) -> Iterator:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -29,6 +30,8 @@ class Retrain:
     weights come from its training seed, ours from ``generator``, so the noise-floor twin differs
     from the oracle by its draw only, as in the dense case).
     """
+
+    code_in_cache_key: ClassVar[bool] = False  # the oracle is training: keyed like the original (base.code_digest)
 
     epoch_share: float = 1.0
 
