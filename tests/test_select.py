@@ -104,3 +104,20 @@ def test_dry_run_with_select_lists_each_grid_and_runs_nothing(tmp_path, caplog):
     assert "tries 4 points (lr_share ∈ {0.1, 0.3}; epoch_share ∈ {0.2, 0.5})" in lines[0]
     assert "of each of 2 seed(s)" in lines[0] and "'ft (selected)'" in lines[0]
     assert not (out / "records.jsonl").exists()
+
+
+def test_a_new_grid_reruns_the_selected_row_even_when_it_chooses_the_same_point(tmp_path, monkeypatch):
+    from unlearnkit.methods.ft import FineTune
+
+    out = tmp_path / "run"
+    args = ["run", *TINY, "--seeds", "0", "--methods", "ft", "--select", "--out", str(out)]
+    monkeypatch.setattr(FineTune, "select_grid", (("lr_share", (0.1,)),))
+    assert main(args) == 0
+    first = {r["row"]: r for r in records(out)}
+    monkeypatch.setattr(FineTune, "select_grid", (("lr_share", (0.1,)), ("epoch_share", (0.2,))))
+    assert main(args) == 0
+    second = {r["row"]: r for r in records(out)}
+    assert first["ft"]["key"] == second["ft"]["key"]  # the default row is reused
+    assert first["ft (selected)"]["params"] == second["ft (selected)"]["params"]  # the same point...
+    assert first["ft (selected)"]["key"] != second["ft (selected)"]["key"]  # ...recorded afresh with its grid
+    assert second["ft (selected)"]["selection"]["grid"] == {"lr_share": [0.1], "epoch_share": [0.2]}

@@ -88,8 +88,9 @@ class FisherForgetting:
             for name, p in new.named_parameters():
                 if name in rows and p.shape[0] == split.num_classes:
                     p[split.forget_class] = 0.0
-                    std[name] = std[name].clone()
-                    std[name][split.forget_class] = (CLASS_ROW_VARIANCE * HEAD_AND_BIAS_BOOST) ** 0.5
+                    if name in std:
+                        std[name] = std[name].clone()
+                        std[name][split.forget_class] = (CLASS_ROW_VARIANCE * HEAD_AND_BIAS_BOOST) ** 0.5
                 if name in std:
                     p.add_(std[name] * torch.randn(p.shape, generator=generator).to(p.device))
         apply_masks(new)

@@ -160,7 +160,9 @@ def run_experiment(config: RunConfig, *, dry_run: bool = False, backend: Backend
     n_test = config.data.test_subset or len(experiment.dataset.test)
     recorded = {r["key"]: r for r in store if audit_version(r, n_test) == AUDIT_VERSION}
     key = lambda seed, row: digest({"experiment": experiment.digest, "seed": seed, "row": row.label,  # noqa: E731
-                                    "trial": row.trial, "params": row.params, **per_example.key_part(config)})
+                                    "trial": row.trial, "params": row.params, **per_example.key_part(config),
+                                    # a selected row records its grid: another grid, same point → a new record
+                                    **({"grid": row.selection.grid} if row.selection else {})})
     jobs = [Job(key(seed, row), seed, row, reference=row.label == REFERENCE) for seed in config.seeds for row in rows]
     if retry_failed:
         retried = [f"seed {job.group}: {job.spec.label}" for job in jobs
