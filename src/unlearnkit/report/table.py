@@ -27,6 +27,12 @@ def display_name(label: str) -> str:
     return DISPLAY.get(label, label.upper() if len(label) <= 4 else label)
 
 
+def grid_text(axes: Iterable[tuple[str, Iterable[Any]]]) -> str:
+    """A selection grid as ``k ∈ {a, b}; …`` (floats in %g), for the table's notes and ``--dry-run``."""
+    return "; ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}}}"
+                     for k, vs in axes)
+
+
 def selection_notes(records: list[dict[str, Any]]) -> str:
     """One line per selected row: the point chosen, the grid, and what choosing cost against the
     method's own time (the grid's seconds / the selected row's seconds, mean over seeds)."""
@@ -39,8 +45,7 @@ def selection_notes(records: list[dict[str, Any]]) -> str:
         rs = by_row[label]
         sel = rs[0]["selection"]
         point = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sel["point"].items())
-        grid = "; ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}}}"
-                         for k, vs in sel["grid"].items())
+        grid = grid_text(sel["grid"].items())
         ratios = [r["selection"]["seconds"] / r["seconds"] for r in rs
                   if r["selection"].get("seconds") is not None and r["seconds"] > 0]
         lines.append(f"- {display_name(label)}: {point}, chosen from {grid} on the validation split "

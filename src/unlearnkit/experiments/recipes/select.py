@@ -16,6 +16,7 @@ from typing import Any
 
 from ...backends import Backend
 from ...methods.base import MAX_SELECT_POINTS, select_grid
+from ...report.table import grid_text
 from ...report.tune import Grid, best_point
 from ..config import RunConfig
 from ..experiment import Experiment, load_experiment
@@ -56,8 +57,7 @@ def dry_run_lines(config: RunConfig, methods: list[str]) -> list[str]:
     """What ``select`` would run, one line per method with a grid (for ``--dry-run``; runs nothing)."""
     lines = []
     for grid in filter(None, map(grid_for, methods)):
-        axes = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in grid.axes)
-        lines.append(f"--select: {grid.method} tries {len(grid.points())} points ({axes}) on the validation split "
+        lines.append(f"--select: {grid.method} tries {len(grid.points())} points ({grid_text(grid.axes)}) on the validation split "
                      f"of each of {len(config.seeds)} seed(s), then adds a row '{grid.method}{SELECTED}'")
     return lines
 
