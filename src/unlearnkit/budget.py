@@ -28,7 +28,8 @@ class TrainConfig:
     learning rate linearly from 0 first. ``augment``: random crop + flip (CIFAR-like images only).
 
     How it runs (utils/devices.py): ``precision`` ``fp32`` (default), ``tf32`` (CUDA) or ``bf16``
-    (autocast; CUDA or CPU); ``channels_last``: conv nets in NHWC memory layout (faster on GPUs);
+    (autocast; CUDA or CPU); ``channels_last``: conv nets in NHWC memory layout (CUDA only: on a CPU
+    it is left off, utils/devices.use_channels_last);
     ``compile``: the forward pass through ``torch.compile``; ``pool_on_device``: on a GPU, move the
     uint8 pool there once when it fits and index and augment batches there (false: keep it on the
     host and copy each batch). At the defaults training is bit-identical to before they existed.

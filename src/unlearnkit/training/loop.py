@@ -14,7 +14,7 @@ from ..data.pool import Augment, Samples
 from ..errors import TrainingError
 from ..models.masks import apply_masks, mask_gradients
 from ..progress import progress_bar
-from ..utils.devices import check_precision, precision_scope
+from ..utils.devices import check_precision, precision_scope, use_channels_last
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -110,7 +110,7 @@ def train(
     check_precision(config.precision, device)
     if config.pool_on_device:
         samples = samples.near(device)
-    channels_last = config.channels_last and samples.pool.is_image
+    channels_last = samples.pool.is_image and use_channels_last(config.channels_last, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if config.compile else model

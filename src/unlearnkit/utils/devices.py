@@ -15,6 +15,7 @@ Library code never picks a device itself: the device comes with the model.
 """
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import contextmanager
 from typing import Iterator
@@ -88,6 +89,23 @@ def check_precision(precision: str, device: torch.device | str) -> None:
         raise ConfigError(f"train.precision=tf32 needs a CUDA device (got {kind}); use fp32")
     if precision == "bf16" and kind not in ("cuda", "cpu"):
         raise ConfigError(f"train.precision=bf16 runs on cuda or cpu, not {kind}; use fp32")
+
+
+def use_channels_last(requested: bool, device: torch.device | str) -> bool:
+    """Whether ``train.channels_last`` applies on ``device``: on CUDA only. On a CPU (torch 2.13.0+cpu,
+    an AMD EPYC, 2026-12-06) the NHWC backward of a ResNet's strided 1×1 shortcut gave a weight
+    gradient 4.7 off its float64 value (NCHW: 3e-7), so there it is left off, with a warning."""
+    if not requested or torch.device(device).type == "cuda":
+        return requested
+    global _warned_channels_last
+    if not _warned_channels_last:
+        logging.getLogger("unlearnkit").warning("train.channels_last applies on CUDA only; training on %s in the default "
+                                                "layout (NHWC gradients were wrong on a CPU)", torch.device(device).type)
+        _warned_channels_last = True
+    return False
+
+
+_warned_channels_last = False
 
 
 @contextmanager
