@@ -57,7 +57,7 @@ def test_cache_reuses_and_rebuilds_corrupted(tmp_path, toy_dataset, caplog):
     assert "rebuilding" in caplog.text
 
 
-def test_an_edited_method_gets_a_new_cache_key(tmp_path, monkeypatch):
+def test_an_edited_method_gets_a_new_cache_key(tmp_path, monkeypatch, toy_random_split):
     """Unlearned models are cached by hyperparameters and by the source of the method's class: the
     same hyperparameters under edited code must not find the old code's model (retrain excepted)."""
     import importlib
@@ -72,11 +72,25 @@ def test_an_edited_method_gets_a_new_cache_key(tmp_path, monkeypatch):
     (tmp_path / "toy_method_mod.py").write_text(source.format(""))
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("toy_method_mod")
-    before = cache_key_part(module.Toy())
+    before = cache_key_part(module.Toy(), toy_random_split)
     (tmp_path / "toy_method_mod.py").write_text(source.format("  # edited"))
-    after = cache_key_part(importlib.reload(module).Toy())
+    after = cache_key_part(importlib.reload(module).Toy(), toy_random_split)
     sys.modules.pop("toy_method_mod")
     assert before["params"] == after["params"] == {"lr_share": 0.1}
     assert before["code"] != after["code"]
     assert code_digest(create_method("dau")) != code_digest(create_method("dau-nobt"))  # a subclass's file counts too
-    assert code_digest(create_method("retrain")) is None and "code" not in cache_key_part(create_method("retrain"))
+    assert code_digest(create_method("retrain")) is None and "code" not in cache_key_part(create_method("retrain"), toy_random_split)
+
+
+def test_a_class_only_knob_stays_out_of_other_requests_keys(toy_random_split, toy_class_split):
+    """FT's class_lr_share acts on class-wise requests only: a random request's key and record params
+    leave it out (keys made before it existed stay valid), a class-wise one carries it."""
+    from unlearnkit.methods import create_method, method_params
+    from unlearnkit.methods.base import cache_key_part
+
+    ft = create_method("ft")
+    assert "class_lr_share" not in cache_key_part(ft, toy_random_split)["params"]
+    assert cache_key_part(create_method("ft", class_lr_share=0.5), toy_random_split) == cache_key_part(ft, toy_random_split)
+    assert cache_key_part(ft, toy_class_split)["params"]["class_lr_share"] == 1.0
+    assert method_params(ft, class_wise=False) == {"epoch_share": 0.2, "lr_share": 0.1}
+    assert create_method("ft", **method_params(ft, class_wise=False)) == ft  # still inverts to the same method

@@ -56,10 +56,10 @@ def test_run_prints_table_writes_records_and_skips_on_rerun(tmp_path, capsys):
 def test_class_scenario_and_dry_run(tmp_path, capsys, caplog):
     caplog.set_level("INFO", logger="unlearnkit")
     out = tmp_path / "cls"
-    assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft",
+    assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "rl",
                  "--out", str(out), "--dry-run"]) == 0
     assert not (out / "records.jsonl").exists()
-    assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "ft",
+    assert main(["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "rl",
                  "noise_floor=false", "--out", str(out)]) == 0
     recs = records(out)
     retrain = next(r for r in recs if r["row"] == "retrain")

@@ -117,7 +117,7 @@ def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps
 
 
 def test_l1_sparse_uses_class_gamma_on_class_wise_requests(toy_original, toy_class_split):
-    shares = dict(epoch_share=0.5, lr_share=1.0)
+    shares = dict(epoch_share=0.5, lr_share=1.0, class_lr_share=1.0)
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     plain = create_method("l1-sparse", gamma=5e-3, class_gamma=0.0, **shares).unlearn(
         toy_original, toy_class_split, generator=g())

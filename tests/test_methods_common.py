@@ -15,14 +15,14 @@ from unlearnkit.training import accuracy, predict_logits
 # Toy-task settings for methods whose defaults are scaled for real workloads and move too little
 # on a 6-epoch toy model to show forgetting within seconds (like sklearn's checking parameters).
 TOY_PARAMS: dict[str, dict] = {
-    "ft": {"epoch_share": 1.0, "lr_share": 1.0},
+    "ft": {"epoch_share": 1.0, "lr_share": 1.0, "class_lr_share": 1.0},
     "ga": {"lr_share": 0.2, "epochs": 2},
     "rl": {"epoch_share": 0.5, "lr_share": 0.5},
-    "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5, "retain_weight": 0.95},
+    "neggrad+": {"epoch_share": 0.5, "lr_share": 0.5, "class_lr_share": 0.5, "retain_weight": 0.95},
     # FF forgets only by noise: on the toy model, noise that reaches the class reaches D_r as well
     # (forget 99 → 6, retain 100 → 60 here); the W1 figures are in docs/results.md ("Where the defaults come from").
     "ff": {"alpha": 1e-6, "variance_cap": 1e6, "head_variance_cap": 1e5},
-    "l1-sparse": {"epoch_share": 1.0, "lr_share": 1.0},
+    "l1-sparse": {"epoch_share": 1.0, "lr_share": 1.0, "class_lr_share": 1.0},
     "salun": {"epoch_share": 0.5, "lr_share": 0.5},
     "dau": {"iterations": 30, "pretrain_steps": 20},
     "dau-nobt": {"iterations": 30, "pretrain_steps": 20},
@@ -158,14 +158,17 @@ def test_pruned_weights_stay_exactly_zero(name, toy_original, toy_random_split):
 
 
 # At their defaults these leave a class of the toy task intact (forget accuracy stays above 90):
-# fine-tuning on D_r alone barely touches a class the model separates confidently (FT, l1-sparse and
-# NegGrad+, whose ascent term has weight 0.001); SCRUB's max-steps start where their gradient vanishes
-# (student = teacher) and its 10 per round (one 225-sample batch, repeated) do not move the toy class —
-# on W1 at 2,000 samples, 15-20 per round tip some seeds into collapse or NaN; DAU without Barlow Twins,
-# capped at 0.3 × the toy original's 174 steps (53 iterations, α on for 16), leaves it (DAU itself
-# forgets it). docs/results.md, "A small workload". The test below fails when one of them
-# starts to forget, so that this list and the docs stay true.
-KEEP_A_TOY_CLASS_AT_DEFAULTS = {"dau-nobt", "ft", "l1-sparse", "neggrad+", "scrub"}
+# fine-tuning on D_r alone at 0.3 × the original lr, 0.15-0.2 × its 174 steps, barely touches a class
+# the model separates confidently (l1-sparse and NegGrad+, whose ascent term has weight 0.001);
+# SCRUB's max-steps start where their gradient vanishes (student = teacher) and its 10 per round (one
+# 225-sample batch, repeated) do not move the toy class — on W1 at 2,000 samples, 15-20 per round tip
+# some seeds into collapse or NaN. docs/results.md, "A small workload". The test below fails when one
+# of them starts to forget, so that this list and the docs stay true.
+KEEP_A_TOY_CLASS_AT_DEFAULTS = {"l1-sparse", "neggrad+", "scrub"}
+# FT at its class-wise rate (the original lr, 35 steps here) forgets part of the toy class: forget
+# accuracy 99 -> 81 / 98 / 83 under generators 0 / 1 / 2 (the test uses 0); at 2,000 W1 samples and
+# on full W1 it forgets the class (docs/results.md, "Class-wise learning rates").
+PARTLY_FORGET_A_TOY_CLASS_AT_DEFAULTS = {"ft"}
 
 # SISA's 5 default shards deal the toy's 900 samples into 180 each, about 15 steps per stage: its
 # members are as unstable as their data is small (retained accuracy of the start ensemble 77-95 and of
@@ -196,5 +199,8 @@ def test_defaults_forget_a_class_without_collapse(name, toy_original, toy_class_
     if name in KEEP_A_TOY_CLASS_AT_DEFAULTS:
         assert after > 90, f"{name} now forgets the class at its defaults ({before:.1f} → {after:.1f}): " \
                            "remove it from KEEP_A_TOY_CLASS_AT_DEFAULTS and update docs/results.md"
+    elif name in PARTLY_FORGET_A_TOY_CLASS_AT_DEFAULTS:
+        assert before - 30 <= after < 95, f"{name} at its defaults: forget accuracy {before:.1f} → {after:.1f} " \
+                                          "(listed as forgetting part of the class: update the list and the docs)"
     else:
         assert after < before - 30, f"{name} at its defaults: forget accuracy {before:.1f} → {after:.1f}"

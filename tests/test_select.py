@@ -22,32 +22,43 @@ def test_declared_grids_are_small_and_valid(name):
         assert grid == ()
         return
     assert grid, f"{name} declares no select_grid"
-    assert math.prod(len(values) for _, values in grid) <= MAX_SELECT_POINTS
+    for class_wise in (False, True):  # each kind of request tries the axes that act on it
+        assert select_grid(name, class_wise), f"{name}: nothing to choose when class_wise={class_wise}"
+        assert math.prod(len(values) for _, values in select_grid(name, class_wise)) <= MAX_SELECT_POINTS
     for key, values in grid:
         assert len(set(values)) == len(values) >= 2, f"{name}.{key}: at least two distinct values"
         for value in values:
             create_method(name, **{key: value})  # every point is a valid setting
 
 
+def test_a_class_knob_is_tried_on_class_wise_requests_only():
+    # IU's class_alpha replaces alpha class-wise: trying both would repeat points
+    assert dict(select_grid("iu", class_wise=True)).keys() == {"class_alpha"}
+    assert dict(select_grid("iu", class_wise=False)).keys() == {"alpha"}
+    assert dict(select_grid("iu")).keys() == {"alpha", "class_alpha"}  # the declaration
+    assert select_grid("ga", class_wise=True) == select_grid("ga", class_wise=False) == select_grid("ga")
+
+
 def test_select_adds_a_selected_row_per_method_and_reuses_the_choice(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", *TINY, "--scenario", "class", "--forget-class", "1", "--seeds", "0", "--methods", "ft,ga",
+    args = ["run", *TINY, "--scenario", "class", "--forget-class", "1", "--seeds", "0", "--methods", "iu,ga",
             "--select", "--out", str(out)]
     assert main(args) == 0
     rows = {r["row"]: r for r in records(out)}
-    assert {"ft", "ft (selected)", "ga", "ga (selected)"} <= set(rows)
-    for name in ("ft", "ga"):
+    assert {"iu", "iu (selected)", "ga", "ga (selected)"} <= set(rows)
+    for name in ("iu", "ga"):
         sel = rows[f"{name} (selected)"]
         assert sel["status"] == "ok" and sel["method"] == name
-        grid = dict(select_grid(name))
+        grid = dict(select_grid(name, class_wise=True))  # the run forgets a class
         assert set(sel["selection"]["point"]) == set(grid)
         assert all(sel["params"][k] == v and v in grid[k] for k, v in sel["selection"]["point"].items())
         assert sel["selection"]["seconds"] > 0 and math.isfinite(sel["selection"]["disparity_val"])
         assert "selection" not in rows[name]
     tune = [json.loads(line) for line in (out / "tune" / "records.jsonl").read_text().splitlines()]
-    assert len(tune) == 4 + 4  # every point of both grids, on the one seed
+    assert len(tune) == 2 + 4  # every point of both grids, on the one seed (IU: class_alpha only)
+    assert {r["method"] for r in tune[:2]} == {"iu"} and all(set(r["point"]) == {"class_alpha"} for r in tune[:2])
     text = capsys.readouterr().out
-    assert "| FT (selected) |" in text and "choosing cost" in text
+    assert "| IU (selected) |" in text and "choosing cost" in text
     before = (out / "records.jsonl").read_text(), (out / "tune" / "records.jsonl").read_text()
     assert main(args) == 0  # a rerun chooses the same points from the recorded grid and runs nothing
     assert ((out / "records.jsonl").read_text(), (out / "tune" / "records.jsonl").read_text()) == before

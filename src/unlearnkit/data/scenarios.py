@@ -37,6 +37,11 @@ class ForgetRequest:
     forget_class: int | None = None
     ids_file: str | None = None
 
+    @property
+    def class_wise(self) -> bool:
+        """Whether the request forgets a whole class (methods may act differently: their ``class_*`` knobs)."""
+        return self.scenario == "class"
+
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
             raise ConfigError(f"forget.fraction must lie in (0, 1), got {self.fraction}")

@@ -113,7 +113,7 @@ def unlearned_family(setup: SeedSetup, method: Unlearner, originals: Family,
     """``method`` applied to each original (member 0: ``first``, the row's own model and its
     unlearning seconds, when given)."""
     exp, seed = setup.experiment, setup.seed
-    identity = cache_key_part(method)
+    identity = cache_key_part(method, setup.split)
 
     def member(i: int) -> tuple[nn.Module, float, bool]:
         def build() -> tuple[nn.Module, dict[str, Any]]:

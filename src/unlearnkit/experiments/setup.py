@@ -82,7 +82,7 @@ class SeedSetup:
             return MethodRun(model, meta["seconds"], False, meta.get("cost"), start[0])
         exp = self.experiment
         key = {"kind": method.name, "identity": exp.identity, "seed": self.seed, "trial": trial,
-               "forget": self.forget_hash, **cache_key_part(method)}
+               "forget": self.forget_hash, **cache_key_part(method, self.split)}
         model, meta, was_cached = exp.cache.get_or_build(key, exp.make_model(self.seed, masks_like=self.original), build)
         return MethodRun(model, meta["seconds"], was_cached, meta.get("cost"), start[0])
 

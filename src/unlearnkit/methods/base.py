@@ -65,14 +65,36 @@ def returns_ensemble(method: Unlearner) -> bool:
 
 SelectGrid = tuple[tuple[str, tuple[Any, ...]], ...]
 """A method's ``select_grid``: hyperparameter name → values to try; their product, at most
-:data:`MAX_SELECT_POINTS` points, is what ``unlearnkit run --select`` chooses among on the validation
-split (a method without one has no selected row: nothing to choose, e.g. retrain and SISA)."""
+:data:`MAX_SELECT_POINTS` points for either kind of request, is what ``unlearnkit run --select``
+chooses among on the validation split (a method without one has no selected row: nothing to choose,
+e.g. retrain and SISA)."""
 MAX_SELECT_POINTS = 4
 
 
-def select_grid(method: str) -> SelectGrid:
-    """``method``'s declared selection grid (empty when it declares none)."""
-    return tuple(getattr(METHODS.get(method), "select_grid", ()))
+def select_grid(method: str, class_wise: bool | None = None) -> SelectGrid:
+    """``method``'s declared selection grid (empty when it declares none); with ``class_wise``, only
+    the axes that act on that kind of request. A method field ``class_<k>`` replaces ``<k>`` on
+    class-wise requests (l1-sparse's ``class_gamma``, IU's ``class_alpha``, FT's ``class_lr_share``),
+    so an axis ``class_<k>`` is tried on class-wise requests only and ``<k>`` on the others only."""
+    axes = tuple(getattr(METHODS.get(method), "select_grid", ()))
+    if class_wise is None:
+        return axes
+    fields = {f.name for f in dataclasses.fields(METHODS.get(method))}
+
+    def acts(name: str) -> bool:
+        if name.startswith("class_"):
+            return class_wise
+        return not (class_wise and f"class_{name}" in fields)
+
+    return tuple(axis for axis in axes if acts(axis[0]))
+
+
+def for_split(method: Unlearner, name: str, split: ForgetSplit) -> Any:
+    """Hyperparameter ``name`` of ``method`` as it acts on ``split``: ``class_<name>`` on a class-wise
+    split when the method has one, else ``name`` (the convention :func:`select_grid` follows)."""
+    if split.forget_class is not None and hasattr(method, f"class_{name}"):
+        return getattr(method, f"class_{name}")
+    return getattr(method, name)
 
 
 METHODS: Registry[type] = Registry("method")
@@ -106,9 +128,13 @@ def list_methods(pattern: str = "*") -> list[str]:
     return METHODS.names(pattern)
 
 
-def method_params(method: Unlearner) -> dict[str, Any]:
-    """The hyperparameters of ``method`` as a JSON-serialisable dict (``create_method`` inverts it)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()}
+def method_params(method: Unlearner, class_wise: bool | None = None) -> dict[str, Any]:
+    """The hyperparameters of ``method`` as a JSON-serialisable dict (``create_method`` inverts it).
+    With ``class_wise=False`` (a random or explicit request) the fields the class lists in
+    ``class_only`` are left out: they act on class-wise requests only and were added after records
+    of other requests existed, which keep their keys (as ``budget.train_identity`` does for speed)."""
+    skip = set(getattr(type(method), "class_only", ())) if class_wise is False else set()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items() if k not in skip}
 
 
 def code_digest(method: Unlearner) -> str | None:
@@ -131,10 +157,11 @@ def code_digest(method: Unlearner) -> str | None:
     return h.hexdigest()[:16]
 
 
-def cache_key_part(method: Unlearner) -> dict[str, Any]:
-    """What identifies ``method`` in a model-cache key: its hyperparameters and its code digest."""
+def cache_key_part(method: Unlearner, split: ForgetSplit) -> dict[str, Any]:
+    """What identifies ``method`` on ``split`` in a model-cache key: its hyperparameters (those that
+    act on that kind of request, :func:`method_params`) and its code digest."""
     code = code_digest(method)
-    return {"params": method_params(method), **({"code": code} if code is not None else {})}
+    return {"params": method_params(method, split.forget_class is not None), **({"code": code} if code is not None else {})}
 
 
 def cycle_batches(samples, batch_size: int, generator: torch.Generator, device) -> Iterator:

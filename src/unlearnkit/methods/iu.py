@@ -14,7 +14,7 @@ from ..training.evaluate import accuracy, predict_logits
 from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive
-from .base import SelectGrid, register_method
+from .base import SelectGrid, for_split, register_method
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class InfluenceUnlearning:
         grads = stack_flat_grads(new, split.retain.capped(self.num_samples, generator=generator))
         step = woodfisher_solve(grads, forget_grad, damping=self.damping)
         del grads
-        alpha = self.class_alpha if split.forget_class is not None else self.alpha
+        alpha = for_split(self, "alpha", split)
         step *= alpha * len(split.forget) / len(split.retain)
         params = [p for p in new.parameters() if p.requires_grad]  # the order of trainable_names, as in ``step``
         start = [p.detach().clone() for p in params]

@@ -16,7 +16,7 @@ from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, register_method
+from .base import SelectGrid, for_split, register_method
 
 
 def l1_weight(gamma: float, step: int, total: int) -> float:
@@ -39,19 +39,23 @@ class L1Sparse:
     which they show forgets better. As in their code (``FT_l1``) the penalty covers every parameter
     (weights, biases, normalisation layers); their weight falls once per epoch, γ·(1 − e/E), ours at
     every step, γ·(1 − t/T), so fractional budgets decay smoothly too. The budget is
-    ``epoch_share`` of the original epochs at ``lr_share`` × the original lr, constant as in their
-    code. ``gamma`` (random requests) and ``class_gamma`` (class-wise splits) were chosen on W1's
-    validation split; γ = 0 is plain FT. Pruned weights stay at zero (train() holds the masks).
+    ``epoch_share`` of the original epochs at ``lr_share`` × the original lr (``class_lr_share``
+    class-wise, as FT's), constant as in their code. ``gamma`` (random requests) and ``class_gamma``
+    (class-wise splits) were chosen on W1's validation split; γ = 0 is plain FT. Pruned weights stay at zero (train() holds the masks).
     docs/results.md, "Where the defaults come from".
     """
 
-    weaker: ClassVar[str] = "a smaller gamma/class_gamma or lr_share"  # how to weaken it (the collapse guard's hint)
-    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("epoch_share", (0.15, 0.5)))  # what `run --select` tries (base.py)
+    weaker: ClassVar[str] = "a smaller gamma/class_gamma or lr_share/class_lr_share"  # the collapse guard's hint
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("class_lr_share", (0.1, 0.3)),
+                                         ("epoch_share", (0.15, 0.5)))  # what `run --select` tries (base.py)
+
+    class_only: ClassVar[tuple[str, ...]] = ("class_lr_share",)  # left out of other requests' keys (base.method_params)
 
     gamma: float = 1e-3  # l1 weight at the first step (random requests)
     class_gamma: float = 2e-3  # the same when the split is class-wise
     epoch_share: float = 0.15  # epochs over D_r, × the original epochs
     lr_share: float = 0.1  # constant lr, × the original lr
+    class_lr_share: float = 0.3  # the same when the split is class-wise
 
     def __post_init__(self) -> None:
         check(self.gamma >= 0 and math.isfinite(self.gamma), f"l1-sparse.gamma must be >= 0, got {self.gamma}")
@@ -59,15 +63,17 @@ class L1Sparse:
               f"l1-sparse.class_gamma must be >= 0, got {self.class_gamma}")
         check(positive(self.epoch_share), f"l1-sparse.epoch_share must be > 0, got {self.epoch_share}")
         check(positive(self.lr_share), f"l1-sparse.lr_share must be > 0, got {self.lr_share}")
+        check(positive(self.class_lr_share), f"l1-sparse.class_lr_share must be > 0, got {self.class_lr_share}")
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
         b = split.budget
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
+        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * for_split(self, "lr_share", split),
+                        schedule="constant",
                         warmup_epochs=0.0)
         total = max(1, math.ceil(config.epochs * math.ceil(len(split.retain) / config.batch_size)))  # as train()
         steps = itertools.count()
-        gamma = self.class_gamma if split.forget_class is not None else self.gamma
+        gamma = for_split(self, "gamma", split)
 
         def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             gamma_t = l1_weight(gamma, next(steps), total)

@@ -13,7 +13,7 @@ from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, cycle_batches, register_method
+from .base import SelectGrid, cycle_batches, for_split, register_method
 
 
 @register_method("neggrad+")
@@ -23,22 +23,28 @@ class NegGradPlus:
 
     Every D_r batch is paired with the next D_f batch (D_f cycled, reshuffled every pass), as in
     Kurmanji et al.'s NegGrad+. The run takes ``epoch_share`` of the original epochs over D_r at
-    ``lr_share`` × the original lr, constant — the budget of FT plus the forget batches.
+    ``lr_share`` × the original lr (``class_lr_share`` class-wise, as FT's), constant — the budget of
+    FT plus the forget batches.
     ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
     weights let the unbounded ascent term win class-wise. docs/results.md, "Where the defaults come from".
     """
 
-    weaker: ClassVar[str] = "a retain_weight closer to 1 or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
-    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
+    weaker: ClassVar[str] = "a retain_weight closer to 1 or a smaller lr_share/class_lr_share"  # the collapse guard's hint
+    select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("class_lr_share", (0.1, 0.3)),
+                                         ("epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
+
+    class_only: ClassVar[tuple[str, ...]] = ("class_lr_share",)  # left out of other requests' keys (base.method_params)
 
     retain_weight: float = 0.999  # weight of CE(D_r); the ascent term gets 1 − this
     epoch_share: float = 0.2  # epochs over D_r, × the original epochs
     lr_share: float = 0.1  # constant lr, × the original lr
+    class_lr_share: float = 0.3  # the same when the split is class-wise
 
     def __post_init__(self) -> None:
         check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")
         check(positive(self.epoch_share), f"neggrad+.epoch_share must be > 0, got {self.epoch_share}")
         check(positive(self.lr_share), f"neggrad+.lr_share must be > 0, got {self.lr_share}")
+        check(positive(self.class_lr_share), f"neggrad+.class_lr_share must be > 0, got {self.class_lr_share}")
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
@@ -50,7 +56,8 @@ class NegGradPlus:
             xf, yf = next(forget_batches)
             return w * F.cross_entropy(m(x), y) - (1 - w) * F.cross_entropy(m(xf), yf)
 
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
+        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * for_split(self, "lr_share", split),
+                        schedule="constant",
                         warmup_epochs=0.0)
         with seeded(generator):
             train(new, split.retain, config, generator=generator, loss_fn=loss_fn, desc="neggrad+")

@@ -69,7 +69,7 @@ def describe(experiment: Experiment, job: Job) -> dict[str, Any]:
     (seed, strategy, budget), row = job.group, job.spec
     config, setup = experiment.config, request_setup(experiment, *job.group)
     adversary = create_adversary(strategy, **config.adversary.get(strategy, {}))
-    params = method_params(create_method(row, **config.params.get(row, {}))) if row != ORIGINAL else {}
+    params = method_params(create_method(row, **config.params.get(row, {})), class_wise=False) if row != ORIGINAL else {}
     return {"experiment": experiment.digest, "config": to_dict(config), "seed": seed, "strategy": strategy,
             "adversary": adversary_params(adversary), "knowledge": adversary.knowledge, "budget": budget,
             "n_train": len(seed_original(experiment, seed).base.train), "n_forget": len(setup.split.forget),
@@ -118,7 +118,7 @@ def run_damage(config: AdversarialConfig, *, dry_run: bool = False, backend: Bac
     experiment = load_experiment(config)
     rows = [ORIGINAL, REFERENCE] + method_names(config)
     methods = {m: create_method(m, **config.params.get(m, {})) for m in rows[1:]}
-    params = {m: method_params(method) for m, method in methods.items()}
+    params = {m: method_params(method, class_wise=False) for m, method in methods.items()}  # adversarial requests
     own_start = {m for m, method in methods.items() if returns_ensemble(method)}
     adv = {s: adversary_params(create_adversary(s, **config.adversary.get(s, {}))) for s in config.strategies}
 

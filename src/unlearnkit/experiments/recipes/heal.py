@@ -137,7 +137,7 @@ def describe(ctx: Context, job: Job) -> dict[str, Any]:
             "n_forget": len(split.forget), "forget_ids_sha256": forget_hash(split.forget.ids),
             "code_version": code_version(), "ta_gold": g["metrics"]["TA"], "va_gold": g["metrics"]["VA"],
             "gold_seconds": g["seconds"], "method": method,
-            "params": method_params(create_method(method, **config.params.get(method, {}))),
+            "params": method_params(create_method(method, **config.params.get(method, {})), class_wise=False),
             "variant": None if variant is None else variant.name,
             "variant_settings": None if variant is None else settings(config, variant)}
 
@@ -177,7 +177,7 @@ def run_heal(config: AdversarialConfig, *, dry_run: bool = False, backend: Backe
     strategy = worst_strategy(config, experiment.digest) if h.strategy == "worst" else h.strategy
     adversary = adversary_params(create_adversary(strategy, **config.adversary.get(strategy, {})))
     methods = [REFERENCE] + method_names(config)
-    params = {m: method_params(create_method(m, **config.params.get(m, {}))) for m in methods}
+    params = {m: method_params(create_method(m, **config.params.get(m, {})), class_wise=False) for m in methods}  # adversarial requests
 
     def key(seed: int, method: str, variant: HealVariant | None) -> str:
         return digest({"experiment": experiment.digest, "seed": seed, "strategy": strategy, "adversary": adversary,

@@ -48,7 +48,8 @@ def method_names(config: RunConfig) -> list[str]:
 
 
 def rows_for(config: RunConfig, selections: list[Selection] = ()) -> list[Row]:
-    params = lambda m, point={}: method_params(create_method(m, **{**config.params.get(m, {}), **point}))  # noqa: E731
+    params = lambda m, point={}: method_params(create_method(m, **{**config.params.get(m, {}), **point}),  # noqa: E731
+                                               config.forget.class_wise)
     rows = [Row(ORIGINAL, None, 0, {}), Row(REFERENCE, REFERENCE, 0, params(REFERENCE))]
     if config.noise_floor:
         rows.append(Row("retrain (2nd seed)", REFERENCE, 1, params(REFERENCE)))

@@ -1,12 +1,13 @@
 """``unlearnkit run --select``: each method's strength chosen on the validation split, as a protocol.
 
-For every method that declares a ``select_grid`` (methods/base.py; at most 4 points), the grid runs
-through the tune recipe over the run's seeds — sealed test set, validation audit, Avg. Disparity
-(val) to the oracle — and the point with the lowest mean is the method's *selected* setting. Its
-records live in ``<out_dir>/tune`` and are reused by later runs of the same workload. The run then
-adds a ``<method> (selected)`` row at that setting beside the default row, and records what the
-choice cost: the seconds of the whole grid per seed, which the report sets against the method's own
-time. A method whose every point failed on some seed gets no selected row (logged).
+For every method that declares a ``select_grid`` (methods/base.py; at most 4 points), the axes that
+act on the request (class-wise or not) run through the tune recipe over the run's seeds — sealed
+test set, validation audit, Avg. Disparity (val) to the oracle — and the point with the lowest mean
+is the method's *selected* setting. Its records live in ``<out_dir>/tune`` and are reused by later
+runs of the same workload. The run then adds a ``<method> (selected)`` row at that setting beside
+the default row, and records what the choice cost: the seconds of the whole grid per seed, which the
+report sets against the method's own time. A method whose every point failed on some seed gets no
+selected row (logged).
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ class Selection:
                 "seconds": self.seconds.get(seed)}
 
 
-def grid_for(method: str) -> Grid | None:
-    axes = select_grid(method)
+def grid_for(method: str, config: RunConfig) -> Grid | None:
+    """The grid ``method`` tries on ``config``'s kind of request (class-wise or not), if any."""
+    axes = select_grid(method, class_wise=config.forget.class_wise)
     if not axes:
         return None
     grid = Grid(method, axes)
@@ -56,7 +58,7 @@ def grid_for(method: str) -> Grid | None:
 def dry_run_lines(config: RunConfig, methods: list[str]) -> list[str]:
     """What ``select`` would run, one line per method with a grid (for ``--dry-run``; runs nothing)."""
     lines = []
-    for grid in filter(None, map(grid_for, methods)):
+    for grid in filter(None, (grid_for(m, config) for m in methods)):
         lines.append(f"--select: {grid.method} tries {len(grid.points())} points ({grid_text(grid.axes)}) on the validation split "
                      f"of each of {len(config.seeds)} seed(s), then adds a row '{grid.method}{SELECTED}'")
     return lines
@@ -68,7 +70,7 @@ def select(config: RunConfig, methods: list[str], *, backend: Backend | None = N
     Every grid is checked before the first one runs."""
     from .tune import run_tune  # late: tune imports run (its output folder), run imports this module
 
-    grids = [grid for grid in map(grid_for, methods) if grid is not None]
+    grids = [grid for grid in (grid_for(m, config) for m in methods) if grid is not None]
     experiment = experiment or load_experiment(config)
     out = []
     for grid in grids:

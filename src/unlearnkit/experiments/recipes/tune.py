@@ -110,7 +110,7 @@ def describe(ctx: Context, job: Job) -> dict[str, Any]:
     return {"experiment": ctx.experiment.digest, "config": to_dict(ctx.experiment.config), "seed": job.group,
             "code_version": code_version(), "method": ctx.grid.method, "reference": reference,
             "reference_seconds": seconds, "forget_ids_sha256": setup.forget_hash, "point": point,
-            "params": method_params(method)}
+            "params": method_params(method, ctx.experiment.config.forget.class_wise)}
 
 
 def execute(ctx: Context, job: Job, record: dict[str, Any]):
@@ -146,7 +146,7 @@ def run_tune(config: RunConfig, grid: Grid, *, backend: Backend | None = None,
     store = RecordStore(tune_dir(config), complete=True)
     experiment = experiment or load_experiment(config)
     key = lambda seed, m: digest({"tune": experiment.digest, "seed": seed, "method": m.name,  # noqa: E731
-                                  "params": method_params(m)})
+                                  "params": method_params(m, config.forget.class_wise)})
     jobs = [Job(key(seed, m), seed, (p, m)) for seed in config.seeds for p, m in zip(points, methods)]
     recorded = store.keys()
     for seed in config.seeds:
