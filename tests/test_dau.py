@@ -170,9 +170,9 @@ def test_iterations_are_capped_by_the_original_training_budget(toy_class_split):
 def test_class_zero_below_keeps_the_adversarial_term_on_until_the_class_is_forgotten(toy_original, toy_class_split):
     # a tiny learning rate keeps the forget class classified right, so with class_zero_below=0 α stays
     # on past class_zero_after (the attacker keeps playing) and the result differs from the paper's
-    # fixed schedule (class_zero_below=1), which switches α off after step 1
+    # fixed schedule (the default class_zero_below=1), which switches α off after step 1
     small = dict(iterations=4, pretrain_steps=2, pretrain_samples=16, attack_batch_size=8, class_zero_after=1, lr_share=1e-6)
-    fixed = create_method("dau", class_zero_below=1.0, **small).unlearn(toy_original, toy_class_split, generator=torch.Generator().manual_seed(3))
+    fixed = create_method("dau", **small).unlearn(toy_original, toy_class_split, generator=torch.Generator().manual_seed(3))
     held = create_method("dau", class_zero_below=0.0, **small).unlearn(toy_original, toy_class_split,
                                                                         generator=torch.Generator().manual_seed(3))
     assert any(not torch.equal(fixed.state_dict()[k], held.state_dict()[k]) for k in fixed.state_dict())

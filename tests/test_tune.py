@@ -63,6 +63,9 @@ def test_tune_prints_the_table_and_the_best_value_and_skips_what_is_recorded(tmp
     (["--method", "ft", "lr_share=0.1,0.1"], "lists a value twice"),
     (["--method", "ft"], "name at least one hyperparameter of 'ft'"),
     (["--method", "ft", "lr_share=0.1", "train.epochs=-1"], "train.epochs must be > 0"),
+    (["--method", "ft", "lr_share=0.1,0.3", "--scenario", "class"],
+     "ft.lr_share does not act on class-wise requests: every point would give the same model; tune class_lr_share instead"),
+    (["--method", "iu", "class_alpha=1,2"], "iu.class_alpha does not act on random or explicit requests"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "bad"

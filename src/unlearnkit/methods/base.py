@@ -79,14 +79,16 @@ def select_grid(method: str, class_wise: bool | None = None) -> SelectGrid:
     axes = tuple(getattr(METHODS.get(method), "select_grid", ()))
     if class_wise is None:
         return axes
-    fields = {f.name for f in dataclasses.fields(METHODS.get(method))}
+    return tuple(axis for axis in axes if knob_acts(method, axis[0], class_wise))
 
-    def acts(name: str) -> bool:
-        if name.startswith("class_"):
-            return class_wise
-        return not (class_wise and f"class_{name}" in fields)
 
-    return tuple(axis for axis in axes if acts(axis[0]))
+def knob_acts(method: str, name: str, class_wise: bool) -> bool:
+    """Whether hyperparameter ``name`` of ``method`` acts on a class-wise request (``class_wise``) or
+    on the others, by the ``class_<k>`` convention of :func:`select_grid` (knobs of another prefix,
+    e.g. DAU's ``class_zero_after``, are class-wise-only too)."""
+    if name.startswith("class_"):
+        return class_wise
+    return not (class_wise and f"class_{name}" in {f.name for f in dataclasses.fields(METHODS.get(method))})
 
 
 def for_split(method: Unlearner, name: str, split: ForgetSplit) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from ...backends import Backend
 from ...data.pool import Samples
 from ...errors import ConfigError, UnlearnKitError
-from ...methods.base import METHODS, create_method, method_params
+from ...methods.base import METHODS, create_method, knob_acts, method_params
 from ...metrics.audit import VALIDATION_HEADLINE, avg_disparity, validation_audit
 from ...report.tune import Grid
 from ...version import code_version
@@ -140,6 +140,12 @@ def run_tune(config: RunConfig, grid: Grid, *, backend: Backend | None = None,
     validated before any model is touched; a point whose training diverges is a failed record.
     ``experiment``: ``config``'s, when the caller has it loaded (``run --select`` tunes every method
     on one, so the data is read and each seed prepared once)."""
+    for name, _ in grid.axes:
+        if not knob_acts(grid.method, name, config.forget.class_wise):
+            other = name.removeprefix("class_") if name.startswith("class_") else f"class_{name}"
+            kind = "class-wise requests" if config.forget.class_wise else "random or explicit requests"
+            raise ConfigError(f"{grid.method}.{name} does not act on {kind}: every point would give the same "
+                              f"model; tune {other} instead")
     base_params = config.params.get(grid.method, {})
     points = grid.points()
     methods = [create_method(grid.method, **{**base_params, **p}) for p in points]

@@ -1,0 +1,42 @@
+"""``class_<k>`` knobs (FT's, l1-sparse's and NegGrad+'s ``class_lr_share``): they replace ``<k>``
+on class-wise splits and do nothing on the others."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearnkit.methods import create_method
+from unlearnkit.methods.base import for_split, knob_acts
+
+
+def same_model(a, b) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def unlearn(name, model, split, **params):
+    return create_method(name, epoch_share=0.2, **params).unlearn(model, split, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", ["ft", "l1-sparse", "neggrad+"])
+def test_class_lr_share_replaces_lr_share_on_class_wise_splits_only(name, toy_original, toy_class_split,
+                                                                    toy_random_split):
+    m = toy_original
+    # class-wise: the rate is class_lr_share whatever lr_share says
+    assert same_model(unlearn(name, m, toy_class_split, lr_share=0.05, class_lr_share=0.4),
+                      unlearn(name, m, toy_class_split, lr_share=0.4, class_lr_share=0.4))
+    # random: the rate is lr_share whatever class_lr_share says, and it does change the model
+    assert same_model(unlearn(name, m, toy_random_split, lr_share=0.05, class_lr_share=0.4),
+                      unlearn(name, m, toy_random_split, lr_share=0.05, class_lr_share=0.05))
+    assert not same_model(unlearn(name, m, toy_random_split, lr_share=0.05),
+                          unlearn(name, m, toy_random_split, lr_share=0.4))
+
+
+def test_for_split_and_knob_acts_follow_one_convention(toy_class_split, toy_random_split):
+    ft = create_method("ft", lr_share=0.1, class_lr_share=0.7)
+    assert for_split(ft, "lr_share", toy_class_split) == 0.7
+    assert for_split(ft, "lr_share", toy_random_split) == 0.1
+    assert for_split(ft, "epoch_share", toy_class_split) == 0.2  # no class_epoch_share: the plain knob
+    assert knob_acts("ft", "class_lr_share", True) and not knob_acts("ft", "class_lr_share", False)
+    assert knob_acts("ft", "lr_share", False) and not knob_acts("ft", "lr_share", True)
+    assert knob_acts("ft", "epoch_share", True) and knob_acts("ft", "epoch_share", False)
+    assert knob_acts("ga", "lr_share", True)  # GA has no class-wise rate
