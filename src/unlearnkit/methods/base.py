@@ -18,6 +18,7 @@ from torch import nn
 
 from ..data.splits import ForgetSplit
 from ..registry import Registry
+from ..training.loop import TrainConfig, scaled
 from ..utils.modules import fresh_copy, model_device  # noqa: F401  (re-exported: their old home)
 from ..utils.seeding import seeded  # noqa: F401  (re-exported: its old home)
 from ..utils.validation import check, check_field_types, checked_dataclass, positive  # noqa: F401  (check, check_field_types, positive: re-exported from their old home)
@@ -97,6 +98,15 @@ def for_split(method: Unlearner, name: str, split: ForgetSplit) -> Any:
     if split.forget_class is not None and hasattr(method, f"class_{name}"):
         return getattr(method, f"class_{name}")
     return getattr(method, name)
+
+
+def share_budget(method: Unlearner, split: ForgetSplit) -> TrainConfig:
+    """The fine-tuning family's budget (FT, l1-sparse, NegGrad+, RL, SalUn): ``epoch_share`` of the
+    original epochs at ``lr_share`` × its lr (``class_lr_share`` class-wise where the method has one,
+    :func:`for_split`), constant, no warm-up."""
+    b = split.budget
+    return scaled(b, epochs=b.epochs * method.epoch_share, lr=b.lr * for_split(method, "lr_share", split),
+                  schedule="constant", warmup_epochs=0.0)
 
 
 METHODS: Registry[type] = Registry("method")

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from ..data.splits import ForgetSplit
-from ..training.loop import scaled, train
+from ..training.loop import train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, for_split, register_method
+from .base import SelectGrid, register_method, share_budget
 
 
 @register_method("ft")
@@ -46,10 +46,7 @@ class FineTune:
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
-        b = split.budget
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * for_split(self, "lr_share", split),
-                        schedule="constant",
-                        warmup_epochs=0.0)
+        config = share_budget(self, split)
         with seeded(generator):
             train(new, split.retain, config, generator=generator, desc="ft")
         return new

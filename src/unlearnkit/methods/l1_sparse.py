@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..training.loop import scaled, train
+from ..training.loop import train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, for_split, register_method
+from .base import SelectGrid, for_split, register_method, share_budget
 
 
 def l1_weight(gamma: float, step: int, total: int) -> float:
@@ -41,7 +41,8 @@ class L1Sparse:
     every step, γ·(1 − t/T), so fractional budgets decay smoothly too. The budget is
     ``epoch_share`` of the original epochs at ``lr_share`` × the original lr (``class_lr_share``
     class-wise, as FT's), constant as in their code. ``gamma`` (random requests) and ``class_gamma``
-    (class-wise splits) were chosen on W1's validation split; γ = 0 is plain FT. Pruned weights stay at zero (train() holds the masks).
+    (class-wise splits) were chosen on W1's validation split; γ = 0 is plain FT. Pruned weights stay
+    at zero (train() holds the masks).
     docs/results.md, "Where the defaults come from".
     """
 
@@ -67,10 +68,7 @@ class L1Sparse:
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
-        b = split.budget
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * for_split(self, "lr_share", split),
-                        schedule="constant",
-                        warmup_epochs=0.0)
+        config = share_budget(self, split)
         total = max(1, math.ceil(config.epochs * math.ceil(len(split.retain) / config.batch_size)))  # as train()
         steps = itertools.count()
         gamma = for_split(self, "gamma", split)

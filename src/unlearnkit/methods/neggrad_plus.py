@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..training.loop import scaled, train
+from ..training.loop import train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, cycle_batches, for_split, register_method
+from .base import SelectGrid, cycle_batches, register_method, share_budget
 
 
 @register_method("neggrad+")
@@ -56,9 +56,7 @@ class NegGradPlus:
             xf, yf = next(forget_batches)
             return w * F.cross_entropy(m(x), y) - (1 - w) * F.cross_entropy(m(xf), yf)
 
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * for_split(self, "lr_share", split),
-                        schedule="constant",
-                        warmup_epochs=0.0)
+        config = share_budget(self, split)
         with seeded(generator):
             train(new, split.retain, config, generator=generator, loss_fn=loss_fn, desc="neggrad+")
         return new

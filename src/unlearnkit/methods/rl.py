@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..training.loop import scaled, train
+from ..training.loop import train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, register_method
+from .base import SelectGrid, register_method, share_budget
 
 
 def random_other_labels(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
@@ -46,9 +46,7 @@ class RandomLabels:
             raise ValueError("random-label unlearning needs at least two classes")
         new = fresh_copy(model)
         wrong = split.forget.relabel(random_other_labels(split.forget.labels, split.num_classes, generator))
-        b = split.budget
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
-                        warmup_epochs=0.0)
+        config = share_budget(self, split)
         with seeded(generator):
             train(new, split.retain.union(wrong), config, generator=generator, desc="rl")
         return new

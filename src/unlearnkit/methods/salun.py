@@ -12,11 +12,11 @@ from torch import Tensor, nn
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
 from ..models.masks import apply_masks, masks_of
-from ..training.loop import scaled, train
+from ..training.loop import train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, register_method
+from .base import SelectGrid, register_method, share_budget
 from .rl import random_other_labels
 
 
@@ -82,7 +82,6 @@ class SalUn:
             raise ValueError("random-label unlearning needs at least two classes")
         new = fresh_copy(model)
         apply_masks(new)
-        b = split.budget
         salient = saliency_masks(new, split.forget, self.saliency_share)
         frozen = {n: p.detach().clone() for n, p in new.named_parameters()}
 
@@ -92,8 +91,7 @@ class SalUn:
                 p.copy_(torch.where(salient[name], p, frozen[name]))
 
         wrong = split.forget.relabel(random_other_labels(split.forget.labels, split.num_classes, generator))
-        config = scaled(b, epochs=b.epochs * self.epoch_share, lr=b.lr * self.lr_share, schedule="constant",
-                        warmup_epochs=0.0)
+        config = share_budget(self, split)
         with seeded(generator):
             train(new, split.retain.union(wrong), config, generator=generator, after_step=keep_non_salient,
                   desc="salun")
