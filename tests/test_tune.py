@@ -150,3 +150,21 @@ def test_report_shows_the_error_of_the_seed_that_failed():
     report = tune_report([ok, failed], Grid("ga", (("alpha", (1.0,)),)))
     assert "1 failed: non-finite loss (nan) in ga" in report
     assert "best: none" in report  # a point must succeed on every seed
+
+
+def test_a_point_recorded_under_two_keys_counts_each_seed_once():
+    """alpha=9 from the command line and 9.0 from a grid are one point: the table shows 3 seeds, not 6."""
+    from unlearnkit.report.tune import best_point, tune_report
+
+    config = {"data": {"name": "synthetic"}, "model": {"name": "cnn", "options": {}}, "train": {"epochs": 2},
+              "forget": {"scenario": "random", "count": None, "fraction": 0.1, "forget_class": None, "ids_file": None}}
+    reference = {k: 50.0 for k in VALIDATION_HEADLINE}
+    base = {"config": config, "method": "iu", "status": "ok", "metrics": reference, "seconds": 1.0,
+            "reference": reference, "reference_seconds": 2.0}
+    records = [{**base, "seed": s, "point": {"alpha": a}, "disparity": 0.5 + 0.5 * s}
+               for a in (9.0, 9) for s in (0, 1, 2)]
+    records += [{**base, "seed": s, "point": {"alpha": 4.5}, "disparity": 1.5} for s in (0, 1, 2)]
+    report = tune_report(records)
+    assert report.count("| 9 |") == 1 and "| 6 |" not in report
+    point, values = best_point(records)
+    assert point == {"alpha": 9.0} and values == [0.5, 1.0, 1.5]

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-from collections import defaultdict
 from typing import Any
 
 from ..metrics.audit import VALIDATION_HEADLINE
@@ -37,14 +35,26 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def point_records(records: list[dict[str, Any]], point: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of ``point``, compared by value (``9 == 9.0``), the last one per seed: the same
+    hyperparameters recorded under two keys (a command line's ``alpha=9`` and a grid's ``9.0``) count
+    each seed once, never as extra seeds."""
+    per_seed: dict[int, dict[str, Any]] = {}
+    for r in records:
+        if r["point"] == point:
+            per_seed[r["seed"]] = r
+    return list(per_seed.values())
+
+
 def best_point(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[float]] | None:
     """The point with the lowest mean validation disparity among points that ran on every seed."""
     seeds = {r["seed"] for r in records}
-    by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    points: list[dict[str, Any]] = []
     for r in records:
-        by_point[json.dumps(r["point"], sort_keys=True, default=str)].append(r)
-    scored = [(sum(d) / len(d), rs[0]["point"], d) for rs in by_point.values()
-              if len(d := [r["disparity"] for r in rs if r["status"] == "ok"]) == len(seeds)]
+        if r["point"] not in points:
+            points.append(r["point"])
+    scored = [(sum(d) / len(d), point, d) for point in points
+              if len(d := [r["disparity"] for r in point_records(records, point) if r["status"] == "ok"]) == len(seeds)]
     if not scored:
         return None
     _, point, values = min(scored, key=lambda t: t[0])
@@ -66,7 +76,7 @@ def tune_report(records: list[dict[str, Any]], grid: Grid | None = None) -> str:
                                    + [fmt([r["reference"][k] for r in oracle]) for k in VALIDATION_HEADLINE]
                                    + ["0.00", fmt([r["reference_seconds"] for r in oracle], 1), str(len(oracle))]) + " |")
     for point in grid.points():
-        rs = [r for r in records if r["point"] == point]
+        rs = point_records(records, point)
         ok = [r for r in rs if r["status"] == "ok"]
         failed = [r for r in rs if r["status"] != "ok"]
         cells = [_show(point[n]) for n in names] + [fmt([r["metrics"][k] for r in ok]) for k in VALIDATION_HEADLINE]
