@@ -93,39 +93,60 @@ def test_iu_step_is_the_scaled_newton_step(toy_original, toy_random_split):
     torch.testing.assert_close(flat(out) - flat(toy_original), expected, rtol=1e-4, atol=1e-6)
 
 
-def _iu_move(original, split, **params):
-    out = create_method("iu", damping=1e-2, num_samples=len(split.retain), guard_samples=len(split.retain),
+GUARDED = {"iu": {"damping": 1e-2}, "ff": {}}  # besides the guard's settings
+WILD = {"iu": 100.0, "ff": 1e-2}  # alphas that wreck D_r unguarded
+HARMLESS = {"iu": 0.5, "ff": 1e-8}
+POWER = {"iu": 1.0, "ff": 0.5}  # the move scales as the halved knob to this power (FF: noise std = sqrt(variance))
+
+
+def _move(name, original, split, **params):
+    out = create_method(name, num_samples=len(split.retain), guard_samples=len(split.retain), **GUARDED[name],
                         **params).unlearn(original, split, generator=torch.Generator().manual_seed(0))
     flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
     return out, flat(out) - flat(original)
 
 
-def test_iu_guard_halves_a_step_that_wrecks_the_retain_set(toy_original, toy_random_split):
-    """An α far too large costs D_r accuracy unguarded; the guard shortens the same step by a power
-    of two until D_r accuracy stays within retain_guard points of the original's."""
+@pytest.mark.parametrize("name", ["iu", "ff"])
+def test_guard_weakens_an_edit_that_wrecks_the_retain_set(name, toy_original, toy_random_split):
+    """An alpha far too large costs D_r accuracy unguarded; the guard weakens the same edit (IU's
+    step, FF's noise draw) by halving alpha until D_r accuracy stays within retain_guard points."""
     split = toy_random_split
     ra = lambda m: accuracy(predict_logits(m, split.retain), split.retain.labels)  # noqa: E731
     before = ra(toy_original)
-    wild, wild_move = _iu_move(toy_original, split, alpha=100.0, retain_guard=0)
-    assert before - ra(wild) > 10  # the unguarded step does real damage, so the guard has work to do
-    kept, kept_move = _iu_move(toy_original, split, alpha=100.0, retain_guard=2.0)
+    wild, wild_move = _move(name, toy_original, split, alpha=WILD[name], retain_guard=0)
+    assert before - ra(wild) > 10  # the unguarded edit does real damage, so the guard has work to do
+    kept, kept_move = _move(name, toy_original, split, alpha=WILD[name], retain_guard=2.0, guard_halvings=16)
     assert before - ra(kept) <= 2.0
     scale = (kept_move @ wild_move / (wild_move @ wild_move)).item()
-    assert scale < 1 and math.log2(scale) == pytest.approx(round(math.log2(scale)), abs=1e-4)
+    halvings = math.log2(scale) / POWER[name]
+    assert scale < 1 and halvings == pytest.approx(round(halvings), abs=1e-3)
     torch.testing.assert_close(kept_move, scale * wild_move, rtol=1e-3, atol=1e-6)
 
 
-def test_iu_guard_keeps_a_harmless_step_whole(toy_original, toy_random_split):
-    """A step that costs no D_r accuracy gives the unguarded model bit for bit."""
-    _, guarded = _iu_move(toy_original, toy_random_split, alpha=0.5, retain_guard=2.0)
-    _, plain = _iu_move(toy_original, toy_random_split, alpha=0.5, retain_guard=0)
+@pytest.mark.parametrize("name", ["iu", "ff"])
+def test_guard_keeps_a_harmless_edit_whole(name, toy_original, toy_random_split):
+    """An edit that costs no D_r accuracy gives the unguarded model bit for bit."""
+    _, guarded = _move(name, toy_original, toy_random_split, alpha=HARMLESS[name], retain_guard=2.0)
+    _, plain = _move(name, toy_original, toy_random_split, alpha=HARMLESS[name], retain_guard=0)
     assert torch.equal(guarded, plain)
 
 
+def test_ff_guard_leaves_the_forgotten_class_row_redrawn(toy_original, toy_class_split):
+    """Class-wise, the guard scales the Fisher noise but not the forgotten class's redrawn head row."""
+    split = toy_class_split
+    wild, _ = _move("ff", toy_original, split, alpha=WILD["ff"], retain_guard=0)
+    kept, _ = _move("ff", toy_original, split, alpha=WILD["ff"], retain_guard=2.0)
+    c = split.forget_class
+    assert torch.equal(kept.head.weight[c], wild.head.weight[c])
+    assert not torch.equal(kept.head.weight[c - 1], wild.head.weight[c - 1])
+    assert kept.head.weight[c].abs().max() < 0.2  # around 0, not the original row plus noise
+
+
+@pytest.mark.parametrize("name", ["iu", "ff"])
 @pytest.mark.parametrize("params", [{"retain_guard": -1.0}, {"guard_samples": 0}, {"guard_halvings": -1}])
-def test_iu_rejects_bad_guard_settings(params):
-    with pytest.raises(ConfigError, match="iu.(retain_guard|guard_samples|guard_halvings)"):
-        create_method("iu", **params)
+def test_guard_rejects_bad_settings(name, params):
+    with pytest.raises(ConfigError, match=f"{name}.(retain_guard|guard_samples|guard_halvings)"):
+        create_method(name, **params)
 
 
 def test_ff_noise_scales_with_sqrt_alpha(toy_original, toy_random_split):

@@ -12,6 +12,7 @@ from ..models.masks import apply_masks
 from ..training.per_sample import fisher_diagonal
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive
+from .backoff import RetainBackoff
 from .base import SelectGrid, register_method
 
 HEAD_AND_BIAS_BOOST = 10.0  # their ×10 on the head's and on 1-D parameters' variance
@@ -49,7 +50,7 @@ def fisher_noise_std(model: nn.Module, fisher: dict[str, Tensor], alpha: float, 
 
 @register_method("ff")
 @dataclass(frozen=True, kw_only=True)
-class FisherForgetting:
+class FisherForgetting(RetainBackoff):
     """Add Gaussian noise to the weights, with variance ``alpha`` × the inverse diagonal Fisher of D_r.
 
     Golatkar et al. scrub D_f by noise that leaves the directions D_r needs (high Fisher) nearly
@@ -61,10 +62,14 @@ class FisherForgetting:
     alone cannot reach a whole class without reaching D_r (docs/results.md, "A small workload").
     Chosen here: the Fisher on ``num_samples`` random samples of D_r (all of D_r costs far more for
     the same noise shape) and ``alpha`` on W1's validation split. Pruned weights get no noise.
+    Retain guard (:class:`~unlearnkit.methods.backoff.RetainBackoff`, in neither paper): noise that
+    costs more than ``retain_guard`` points of D_r accuracy has its variance halved until it does not
+    (the same draw, scaled; a forgotten class's head row is not scaled) — at W2's memorising ResNet the
+    W1 alpha took retained accuracy from 90 to 72–76 (docs/results.md, "W2 class-wise at the 2026-12-06 defaults").
     docs/results.md, "Where the defaults come from".
     """
 
-    weaker: ClassVar[str] = "a smaller alpha"  # how to weaken it (the collapse guard's hint)
+    weaker: ClassVar[str] = "a smaller alpha or retain_guard"  # how to weaken it (the collapse guard's hint)
     select_grid: ClassVar[SelectGrid] = (("alpha", (1e-7, 3e-7, 1e-6, 3e-6)),)  # what `run --select` tries (base.py)
 
     alpha: float = 3e-7  # noise variance per unit of inverse Fisher
@@ -78,20 +83,33 @@ class FisherForgetting:
         check(self.num_samples >= 1, f"ff.num_samples must be >= 1, got {self.num_samples}")
         check(positive(self.variance_cap), f"ff.variance_cap must be > 0, got {self.variance_cap}")
         check(positive(self.head_variance_cap), f"ff.head_variance_cap must be > 0, got {self.head_variance_cap}")
+        self.check_backoff("ff")
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
         fisher = fisher_diagonal(new, split.retain.capped(self.num_samples, generator=generator))
         std = fisher_noise_std(new, fisher, self.alpha, cap=self.variance_cap, head_cap=self.head_variance_cap)
-        rows = head_names(new) if self.class_rows and split.forget_class is not None else set()
-        with torch.no_grad():
-            for name, p in new.named_parameters():
-                if name in rows and p.shape[0] == split.num_classes:
-                    p[split.forget_class] = 0.0
-                    if name in std:
-                        std[name] = std[name].clone()
-                        std[name][split.forget_class] = (CLASS_ROW_VARIANCE * HEAD_AND_BIAS_BOOST) ** 0.5
-                if name in std:
-                    p.add_(std[name] * torch.randn(p.shape, generator=generator).to(p.device))
-        apply_masks(new)
+        params = dict(new.named_parameters())
+        start = {name: p.detach().clone() for name, p in params.items()}
+        heads = head_names(new) if self.class_rows and split.forget_class is not None else set()
+        class_rows = {name for name in heads if params[name].shape[0] == split.num_classes}
+        noise = {}
+        for name, p in params.items():  # one draw, in the order the unguarded code drew it
+            if name in std:
+                if name in class_rows:
+                    std[name] = std[name].clone()
+                    std[name][split.forget_class] = (CLASS_ROW_VARIANCE * HEAD_AND_BIAS_BOOST) ** 0.5
+                noise[name] = std[name] * torch.randn(p.shape, generator=generator).to(p.device)
+
+        def apply(scale: float) -> None:  # variance × scale, so the noise × sqrt(scale)
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(start[name])
+                    if name in noise:
+                        p.add_(noise[name], alpha=scale**0.5)
+                    if name in class_rows:  # the forgotten class's row: redrawn around 0, never scaled
+                        p[split.forget_class] = noise[name][split.forget_class] if name in noise else 0.0
+            apply_masks(new)
+
+        self.back_off(new, split, apply, generator=generator, what="ff: the noise")
         return new
