@@ -116,6 +116,35 @@ def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps
     assert log.count("r") == total and log.count("f") == per_f * msteps
 
 
+def test_distill_kl_without_a_class_is_the_kl_to_the_renormalised_teacher():
+    """``drop_class``: the target is the teacher's softened distribution over the other classes,
+    renormalised; the student keeps all its classes (mass on the dropped one is what the KL penalises)."""
+    from unlearnkit.methods.scrub import distill_kl
+
+    g = torch.Generator().manual_seed(0)
+    student, teacher, t, c = torch.randn(5, 4, generator=g), 3 * torch.randn(5, 4, generator=g), 4.0, 1
+    keep = [j for j in range(4) if j != c]
+    p = torch.softmax(teacher[:, keep] / t, dim=1)
+    log_q = torch.log_softmax(student / t, dim=1)[:, keep]
+    direct = (p * (p.log() - log_q)).sum(1).mean() * t * t
+    torch.testing.assert_close(distill_kl(student, teacher, t, drop_class=c), direct)
+    assert torch.isfinite(distill_kl(student, teacher, t, drop_class=c))
+    torch.testing.assert_close(distill_kl(student, teacher, t), distill_kl(student, teacher, t, drop_class=None))
+
+
+def test_scrub_masks_the_teacher_only_class_wise(toy_original, toy_random_split):
+    """``class_mask_teacher`` acts on class-wise requests only: a random request's model and record
+    key do not depend on it."""
+    from unlearnkit.methods.base import method_params
+
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    on, off = (create_method("scrub", class_mask_teacher=v, epoch_share=0.2) for v in (True, False))
+    a, b = (m.unlearn(toy_original, toy_random_split, generator=g()) for m in (on, off))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert "class_mask_teacher" not in method_params(on, class_wise=False)
+    assert method_params(on, class_wise=True)["class_mask_teacher"] is True
+
+
 def test_l1_sparse_uses_class_gamma_on_class_wise_requests(toy_original, toy_class_split):
     shares = dict(epoch_share=0.5, lr_share=1.0, class_lr_share=1.0)
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
