@@ -8,12 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unlearnkit.errors import TrainingError
 from unlearnkit.methods import create_method
 from unlearnkit.methods import l1_sparse as l1_module
 from unlearnkit.methods.base import fresh_copy
 from unlearnkit.methods.l1_sparse import l1_norm, l1_weight
 from unlearnkit.methods.salun import saliency_masks
 from unlearnkit.sparsity import attach_masks, global_magnitude_masks, masks_of
+from unlearnkit.training.evaluate import accuracy, predict_logits
 
 from .conftest import TOY_BUDGET
 
@@ -143,6 +145,20 @@ def test_scrub_masks_the_teacher_only_class_wise(toy_original, toy_random_split)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     assert "class_mask_teacher" not in method_params(on, class_wise=False)
     assert method_params(on, class_wise=True)["class_mask_teacher"] is True
+
+
+def test_scrub_stops_the_ascent_on_a_class_that_looks_unseen(toy_original, toy_class_split):
+    """Class-wise, 30 max-steps a round for 3 rounds at 0.1 × lr push KL(teacher ‖ student) on D_f
+    to NaN; with ``class_ascent_stop`` (the default) a D_f batch the student gets <= 10% right is not
+    pushed further: the run finishes, the class is forgotten and D_r kept."""
+    split = toy_class_split
+    hard = dict(lr_share=0.1, rounds=3, msteps=3, min_forget_steps=30, forget_batch_size=32)
+    with pytest.raises(TrainingError, match="max-step"):
+        create_method("scrub", class_ascent_stop=False, **hard).unlearn(
+            toy_original, split, generator=torch.Generator().manual_seed(0))
+    out = create_method("scrub", **hard).unlearn(toy_original, split, generator=torch.Generator().manual_seed(0))
+    assert accuracy(predict_logits(out, split.forget), split.forget.labels) <= 10
+    assert accuracy(predict_logits(out, split.retain), split.retain.labels) > 95
 
 
 def test_l1_sparse_uses_class_gamma_on_class_wise_requests(toy_original, toy_class_split):
