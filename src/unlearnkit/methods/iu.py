@@ -30,7 +30,8 @@ class InfluenceUnlearning(RetainBackoff):
     Chosen on W1's validation split: ``damping``, ``alpha`` and ``class_alpha`` (class-wise
     requests need a shorter step: a class's gradient points where D_r's Fisher barely constrains).
     Retain guard (:class:`~unlearnkit.methods.backoff.RetainBackoff`, in neither paper): a step
-    that costs more than ``retain_guard`` points of D_r accuracy is halved until it does not. docs/results.md, "Where the defaults come from".
+    that costs more than ``retain_guard`` points of D_r accuracy is halved until it does not.
+    docs/results.md, "Where the defaults come from".
     """
 
     weaker: ClassVar[str] = "a smaller alpha/class_alpha or retain_guard"  # how to weaken it (the collapse guard's hint)
