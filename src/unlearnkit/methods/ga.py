@@ -33,13 +33,15 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit) -> float:
     is unseen data of the same distribution; its overall accuracy where D_v lacks the class); one
     whose class D_r lacks counts :data:`ABSENT_CLASS_SLACK` (a model never shown the class cannot
     name it: 0, plus a slack)."""
-    val_pred = predict_logits(model, split.val).argmax(1)
-    val_labels = split.val.labels
-    overall = float((val_pred == val_labels).float().mean())
     kept = torch.zeros(split.num_classes, dtype=torch.bool)
     kept[torch.unique(split.retain.labels)] = True
     per_class = torch.full((split.num_classes,), ABSENT_CLASS_SLACK)
-    for c in torch.unique(split.forget.labels).tolist():
+    forget_classes = torch.unique(split.forget.labels).tolist()
+    if any(kept[c] for c in forget_classes):  # D_v is read only where a forget class is still held
+        val_pred = predict_logits(model, split.val).argmax(1)
+        val_labels = split.val.labels
+        overall = float((val_pred == val_labels).float().mean())
+    for c in forget_classes:
         if kept[c]:
             in_class = val_labels == c
             per_class[c] = float((val_pred[in_class] == c).float().mean()) if in_class.any() else overall
