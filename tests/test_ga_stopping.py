@@ -36,3 +36,35 @@ def test_a_class_missing_from_d_v_falls_back_to_overall_validation_accuracy(toy_
     overall = float((pred == val.labels).float().mean())
     target = stopping_accuracy(toy_original, dataclasses.replace(split, val=val, forget=forget))
     assert target == pytest.approx(overall) and target > 0.3  # not 0: GA would ascend far past "unseen"
+
+
+def retain_accuracy(model, split):
+    from unlearnkit.training.evaluate import accuracy
+    return accuracy(predict_logits(model, split.retain), split.retain.labels)
+
+
+def test_the_retain_guard_undoes_the_step_that_costs_too_much(toy_original, toy_random_split):
+    from unlearnkit.methods import create_method
+    before = retain_accuracy(toy_original, toy_random_split)
+    wild = dict(lr_share=1000.0)  # one step wrecks D_r (and the stopping rule then ends ascent: too late)
+    unguarded = create_method("ga", retain_guard=0.0, **wild).unlearn(
+        toy_original, toy_random_split, generator=torch.Generator().manual_seed(0))
+    guarded = create_method("ga", retain_guard=5.0, **wild).unlearn(
+        toy_original, toy_random_split, generator=torch.Generator().manual_seed(0))
+    assert before - retain_accuracy(unguarded, toy_random_split) > 20
+    assert before - retain_accuracy(guarded, toy_random_split) <= 5  # the probe is 512 of D_r's 810 here
+
+
+def test_a_guard_that_never_fires_leaves_the_run_bit_for_bit(toy_original, toy_random_split):
+    from unlearnkit.methods import create_method
+    runs = [create_method("ga", retain_guard=g).unlearn(toy_original, toy_random_split,
+                                                      generator=torch.Generator().manual_seed(3)) for g in (0.0, 100.0)]
+    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_the_retain_guard_rejects_a_negative_setting():
+    from unlearnkit.methods import create_method
+    from unlearnkit.utils.validation import ConfigError
+    with pytest.raises(ConfigError, match="ga.retain_guard"):
+        create_method("ga", retain_guard=-1.0)
