@@ -92,5 +92,5 @@ def test_a_class_only_knob_stays_out_of_other_requests_keys(toy_random_split, to
     assert "class_lr_share" not in cache_key_part(ft, toy_random_split)["params"]
     assert cache_key_part(create_method("ft", class_lr_share=0.5), toy_random_split) == cache_key_part(ft, toy_random_split)
     assert cache_key_part(ft, toy_class_split)["params"]["class_lr_share"] == 1.0
-    assert method_params(ft, class_wise=False) == {"epoch_share": 0.2, "lr_share": 0.1}
+    assert method_params(ft, class_wise=False) == {"epoch_share": 0.2, "lr_share": 0.3}
     assert create_method("ft", **method_params(ft, class_wise=False)) == ft  # still inverts to the same method

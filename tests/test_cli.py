@@ -140,7 +140,7 @@ def test_changed_hyperparameters_get_their_own_rows(tmp_path, capsys):
     assert "| FT |" in printed and "lr_share" not in printed  # the run shows only its own setting
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "ft (lr_share=0.1)" in printed and "ft (lr_share=0.5)" in printed
+    assert "ft (lr_share=0.3)" in printed and "ft (lr_share=0.5)" in printed
 
 
 def test_rows_recorded_under_an_older_audit_are_rerun_and_superseded(tmp_path, capsys):

@@ -112,7 +112,7 @@ def test_dry_run_with_select_lists_each_grid_and_runs_nothing(tmp_path, caplog):
         assert main(["run", *TINY, "--seeds", "0,1", "--methods", "ft,ga", "--select", "--dry-run", "--out", str(out)]) == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--select:")]
     assert [line.split()[1] for line in lines] == ["ft", "ga"]
-    assert "tries 4 points (lr_share ∈ {0.1, 0.3}; epoch_share ∈ {0.2, 0.5})" in lines[0]
+    assert "tries 4 points (lr_share ∈ {0.3, 1}; epoch_share ∈ {0.2, 0.5})" in lines[0]
     assert "of each of 2 seed(s)" in lines[0] and "'ft (selected)'" in lines[0]
     assert not (out / "records.jsonl").exists()
 
