@@ -116,7 +116,7 @@ class GradientAscent:
 
         def exceeded(m: nn.Module) -> bool:
             drop = before - accuracy(predict_logits(m, probe), probe.labels)
-            if drop > self.retain_guard:
+            if not drop <= self.retain_guard:  # a NaN accuracy counts as a drop too
                 m.load_state_dict(last)
                 log.info("ga: a step cost %.1f points of D_r accuracy (retain_guard %g); undone, ascent ends",
                          drop, self.retain_guard)
