@@ -23,8 +23,8 @@ class FineTune:
     Jia et al. fine-tune 10 epochs at lr 0.01 after a 182-epoch lr-0.1 original, with a constant
     rate. Scaled here: ``epoch_share`` of the original epochs (default 0.2, i.e. 2 of 10 on W1 —
     the fraction the reference codebase used on Fashion-MNIST) at ``lr_share`` × the original lr
-    (default 0.3; Jia et al.'s ratio 0.1 scored worse on the validation split of W1, W2 and W1 at
-    2,000 samples alike), constant schedule. Class-wise the rate is ``class_lr_share`` (default 1,
+    (default 0.3; Jia et al.'s ratio 0.1 scored worse on the validation split of W1 and of W1 at
+    2,000 samples, and level on W2), constant schedule. Class-wise the rate is ``class_lr_share`` (default 1,
     the original's): at 0.1 a model that fits its training set keeps most of the class (W1: UA 66;
     Jia et al.'s own FT row: 22.5), since D_r alone gives the class's logit almost no gradient.
     A memorising model (W2) needs the original's rate on random requests too: ``--select`` tries it.
