@@ -32,10 +32,11 @@ def test_declared_grids_are_small_and_valid(name):
 
 
 def test_a_class_knob_is_tried_on_class_wise_requests_only():
-    # IU's class_alpha replaces alpha class-wise: trying both would repeat points
-    assert dict(select_grid("iu", class_wise=True)).keys() == {"class_alpha"}
+    # IU's class_alpha replaces alpha class-wise (trying both would repeat points); class_damping acts
+    # class-wise only, and damping (not in the grid) on the others
+    assert dict(select_grid("iu", class_wise=True)).keys() == {"class_alpha", "class_damping"}
     assert dict(select_grid("iu", class_wise=False)).keys() == {"alpha"}
-    assert dict(select_grid("iu")).keys() == {"alpha", "class_alpha"}  # the declaration
+    assert dict(select_grid("iu")).keys() == {"alpha", "class_alpha", "class_damping"}  # the declaration
     assert select_grid("ga", class_wise=True) == select_grid("ga", class_wise=False) == select_grid("ga")
 
 
@@ -55,8 +56,9 @@ def test_select_adds_a_selected_row_per_method_and_reuses_the_choice(tmp_path, c
         assert sel["selection"]["seconds"] > 0 and math.isfinite(sel["selection"]["disparity_val"])
         assert "selection" not in rows[name]
     tune = [json.loads(line) for line in (out / "tune" / "records.jsonl").read_text().splitlines()]
-    assert len(tune) == 2 + 4  # every point of both grids, on the one seed (IU: class_alpha only)
-    assert {r["method"] for r in tune[:2]} == {"iu"} and all(set(r["point"]) == {"class_alpha"} for r in tune[:2])
+    assert len(tune) == 4 + 4  # every point of both grids, on the one seed (IU: its two class-wise axes)
+    assert {r["method"] for r in tune[:4]} == {"iu"}
+    assert all(set(r["point"]) == {"class_alpha", "class_damping"} for r in tune[:4])
     text = capsys.readouterr().out
     assert "| IU (selected) |" in text and "choosing cost" in text
     before = (out / "records.jsonl").read_text(), (out / "tune" / "records.jsonl").read_text()

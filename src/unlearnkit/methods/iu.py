@@ -29,23 +29,28 @@ class InfluenceUnlearning(RetainBackoff):
     recursion over mini-batch gradients is not the inverse of any Fisher, so we do not copy it.
     Chosen on W1's validation split: ``damping``, ``alpha`` and ``class_alpha`` (class-wise
     requests need a shorter step: a class's gradient points where D_r's Fisher barely constrains).
+    ``class_damping`` is a class-wise knob of its own: no one value serves every workload (3 forgets
+    the class of a 1,800-sample model that 0.3 cannot without costing D_r; 0.3 is better on W1 and
+    W2), so ``--select`` tries both; docs/results.md, "IU's class-wise damping".
     Retain guard (:class:`~unlearnkit.methods.backoff.RetainBackoff`, in neither paper): a step
     that costs more than ``retain_guard`` points of D_r accuracy is halved until it does not.
     docs/results.md, "Where the defaults come from".
     """
 
     weaker: ClassVar[str] = "a smaller alpha/class_alpha or retain_guard"  # how to weaken it (the collapse guard's hint)
-    select_grid: ClassVar[SelectGrid] = (("alpha", (4.5, 9.0)), ("class_alpha", (1.5, 3.0)))  # what `run --select` tries (base.py)
+    select_grid: ClassVar[SelectGrid] = (("alpha", (4.5, 9.0)), ("class_alpha", (3.0, 6.0)), ("class_damping", (0.3, 3.0)))  # what `run --select` tries (base.py)
 
     alpha: float = 9.0  # step length, × the Newton step (random requests)
     class_alpha: float = 3.0  # the same when the split is class-wise
-    damping: float = 0.3  # added to the Fisher's diagonal
+    damping: float = 0.3  # added to the Fisher's diagonal (random requests)
+    class_damping: float = 0.3  # the same when the split is class-wise (in the selection grid)
     num_samples: int = 512  # D_r samples in the Fisher (their gradients are held as an N × P matrix)
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"iu.alpha must be > 0, got {self.alpha}")
         check(positive(self.class_alpha), f"iu.class_alpha must be > 0, got {self.class_alpha}")
         check(positive(self.damping), f"iu.damping must be > 0, got {self.damping}")
+        check(positive(self.class_damping), f"iu.class_damping must be > 0, got {self.class_damping}")
         check(self.num_samples >= 1, f"iu.num_samples must be >= 1, got {self.num_samples}")
         self.check_backoff("iu")
 
@@ -53,7 +58,7 @@ class InfluenceUnlearning(RetainBackoff):
         new = fresh_copy(model)
         forget_grad = mean_flat_grad(new, split.forget)
         grads = stack_flat_grads(new, split.retain.capped(self.num_samples, generator=generator))
-        step = woodfisher_solve(grads, forget_grad, damping=self.damping)
+        step = woodfisher_solve(grads, forget_grad, damping=for_split(self, "damping", split))
         del grads
         alpha = for_split(self, "alpha", split)
         step *= alpha * len(split.forget) / len(split.retain)
