@@ -94,3 +94,14 @@ def test_a_class_only_knob_stays_out_of_other_requests_keys(toy_random_split, to
     assert cache_key_part(ft, toy_class_split)["params"]["class_lr_share"] == 1.0
     assert method_params(ft, class_wise=False) == {"epoch_share": 0.2, "lr_share": 0.3}
     assert create_method("ft", **method_params(ft, class_wise=False)) == ft  # still inverts to the same method
+
+
+def test_a_knob_added_later_is_keyed_only_off_the_old_behaviour():
+    """IU's class_damping (added after records existed) at 0.3 does what damping 0.3 did for both kinds
+    of request before: left out of the key there, so old records stay valid; any other value is keyed."""
+    from unlearnkit.methods import create_method, method_params
+
+    assert "class_damping" not in method_params(create_method("iu"), class_wise=True)
+    assert method_params(create_method("iu", class_damping=3.0), class_wise=True)["class_damping"] == 3.0
+    assert "class_damping" not in method_params(create_method("iu", class_damping=3.0), class_wise=False)
+    assert create_method("iu", **method_params(create_method("iu"), class_wise=True)) == create_method("iu")

@@ -144,9 +144,14 @@ def method_params(method: Unlearner, class_wise: bool | None = None) -> dict[str
     """The hyperparameters of ``method`` as a JSON-serialisable dict (``create_method`` inverts it).
     With ``class_wise=False`` (a random or explicit request) the fields the class lists in
     ``class_only`` are left out: they act on class-wise requests only and were added after records
-    of other requests existed, which keep their keys (as ``budget.train_identity`` does for speed)."""
+    of other requests existed, which keep their keys (as ``budget.train_identity`` does for speed).
+    A field the class lists in ``added_later`` (name → the value that does what the method did before
+    the field existed) is left out while it holds that value, so the records made before it keep
+    their keys; any other value is keyed."""
     skip = set(getattr(type(method), "class_only", ())) if class_wise is False else set()
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items() if k not in skip}
+    same_as_before = getattr(type(method), "added_later", {})
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()
+            if k not in skip and not (k in same_as_before and v == same_as_before[k])}
 
 
 def code_digest(method: Unlearner) -> str | None:

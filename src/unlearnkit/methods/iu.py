@@ -40,6 +40,9 @@ class InfluenceUnlearning(RetainBackoff):
     weaker: ClassVar[str] = "a smaller alpha/class_alpha or retain_guard"  # how to weaken it (the collapse guard's hint)
     select_grid: ClassVar[SelectGrid] = (("alpha", (4.5, 9.0)), ("class_alpha", (3.0, 6.0)), ("class_damping", (0.3, 3.0)))  # what `run --select` tries (base.py)
 
+    class_only: ClassVar[tuple[str, ...]] = ("class_damping",)  # left out of other requests' keys (base.method_params)
+    added_later: ClassVar[dict[str, float]] = {"class_damping": 0.3}  # damping served both before (base.method_params)
+
     alpha: float = 9.0  # step length, × the Newton step (random requests)
     class_alpha: float = 3.0  # the same when the split is class-wise
     damping: float = 0.3  # added to the Fisher's diagonal (random requests)
