@@ -1,12 +1,13 @@
-"""``class_<k>`` knobs (FT's, l1-sparse's and NegGrad+'s ``class_lr_share``): they replace ``<k>``
-on class-wise splits and do nothing on the others."""
+"""``class_<k>`` knobs (FT's, l1-sparse's and NegGrad+'s ``class_lr_share``, l1-sparse's
+``class_epoch_share``): they replace ``<k>`` on class-wise splits and do nothing on the others."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from unlearnkit.errors import ConfigError
 from unlearnkit.methods import create_method
-from unlearnkit.methods.base import for_split, knob_acts
+from unlearnkit.methods.base import for_split, knob_acts, method_params, select_grid
 
 
 def same_model(a, b) -> bool:
@@ -50,3 +51,32 @@ def test_iu_class_damping_replaces_damping_on_class_wise_splits_only(toy_origina
     assert same_model(iu(toy_random_split, damping=0.3, class_damping=0.01), iu(toy_random_split, damping=0.3, class_damping=1.0))
     assert not same_model(iu(toy_class_split, class_damping=0.01), iu(toy_class_split, class_damping=1.0))
     assert knob_acts("iu", "class_damping", True) and not knob_acts("iu", "damping", True)
+
+
+def test_l1_sparse_class_epoch_share_replaces_epoch_share_and_none_means_as_before(toy_original, toy_class_split,
+                                                                                   toy_random_split):
+    m = toy_original
+    l1 = lambda split, **p: create_method("l1-sparse", lr_share=0.3, class_lr_share=0.3, **p).unlearn(  # noqa: E731
+        m, split, generator=torch.Generator().manual_seed(0))
+    # class-wise: the budget is class_epoch_share whatever epoch_share says; None (records before it) is epoch_share
+    assert same_model(l1(toy_class_split, epoch_share=0.1, class_epoch_share=0.4),
+                      l1(toy_class_split, epoch_share=0.4, class_epoch_share=0.4))
+    assert same_model(l1(toy_class_split, epoch_share=0.4, class_epoch_share=None),
+                      l1(toy_class_split, epoch_share=0.1, class_epoch_share=0.4))
+    assert not same_model(l1(toy_class_split, class_epoch_share=0.1), l1(toy_class_split, class_epoch_share=0.4))
+    # random: epoch_share whatever class_epoch_share says
+    assert same_model(l1(toy_random_split, epoch_share=0.2, class_epoch_share=0.1),
+                      l1(toy_random_split, epoch_share=0.2, class_epoch_share=0.4))
+    assert knob_acts("l1-sparse", "class_epoch_share", True) and not knob_acts("l1-sparse", "epoch_share", True)
+    assert knob_acts("l1-sparse", "epoch_share", False) and not knob_acts("l1-sparse", "class_epoch_share", False)
+
+
+def test_l1_sparse_class_epoch_share_keys_leave_old_records_alone():
+    # a random request's params never carry it; a class-wise one carries it unless it is None (as before it existed)
+    assert "class_epoch_share" not in method_params(create_method("l1-sparse"), class_wise=False)
+    assert method_params(create_method("l1-sparse"), class_wise=True)["class_epoch_share"] == 0.5
+    assert "class_epoch_share" not in method_params(create_method("l1-sparse", class_epoch_share=None), class_wise=True)
+    assert set(dict(select_grid("l1-sparse", class_wise=True))) == {"class_lr_share", "class_epoch_share"}
+    assert set(dict(select_grid("l1-sparse", class_wise=False))) == {"lr_share", "epoch_share"}
+    with pytest.raises(ConfigError, match="class_epoch_share"):
+        create_method("l1-sparse", class_epoch_share=0.0)

@@ -94,18 +94,21 @@ def knob_acts(method: str, name: str, class_wise: bool) -> bool:
 
 def for_split(method: Unlearner, name: str, split: ForgetSplit) -> Any:
     """Hyperparameter ``name`` of ``method`` as it acts on ``split``: ``class_<name>`` on a class-wise
-    split when the method has one, else ``name`` (the convention :func:`select_grid` follows)."""
-    if split.forget_class is not None and hasattr(method, f"class_{name}"):
+    split when the method has one that is not None, else ``name`` (the convention :func:`select_grid`
+    follows; None is how a ``class_<name>`` added later says "as ``name``", e.g. l1-sparse's
+    ``class_epoch_share`` for records made before it)."""
+    if split.forget_class is not None and getattr(method, f"class_{name}", None) is not None:
         return getattr(method, f"class_{name}")
     return getattr(method, name)
 
 
 def share_budget(method: Unlearner, split: ForgetSplit) -> TrainConfig:
     """The fine-tuning family's budget (FT, l1-sparse, NegGrad+, RL, SalUn): ``epoch_share`` of the
-    original epochs at ``lr_share`` × its lr (``class_lr_share`` class-wise where the method has one,
-    :func:`for_split`), constant, no warm-up."""
+    original epochs at ``lr_share`` × its lr (``class_epoch_share`` and ``class_lr_share`` class-wise
+    where the method has them, :func:`for_split`), constant, no warm-up."""
     b = split.budget
-    return scaled(b, epochs=b.epochs * method.epoch_share, lr=b.lr * for_split(method, "lr_share", split),
+    return scaled(b, epochs=b.epochs * for_split(method, "epoch_share", split),
+                  lr=b.lr * for_split(method, "lr_share", split),
                   schedule="constant", warmup_epochs=0.0)
 
 
