@@ -144,7 +144,7 @@ def list_methods(pattern: str = "*") -> list[str]:
 
 
 def method_params(method: Unlearner, class_wise: bool | None = None) -> dict[str, Any]:
-    """The hyperparameters of ``method`` as a JSON-serialisable dict (``create_method`` inverts it).
+    """The hyperparameters of ``method`` as a JSON-serialisable dict (:func:`method_from_params` inverts it).
     With ``class_wise=False`` (a random or explicit request) the fields the class lists in
     ``class_only`` are left out: they act on class-wise requests only and were added after records
     of other requests existed, which keep their keys (as ``budget.train_identity`` does for speed).
@@ -155,6 +155,14 @@ def method_params(method: Unlearner, class_wise: bool | None = None) -> dict[str
     same_as_before = getattr(type(method), "added_later", {})
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()
             if k not in skip and not (k in same_as_before and v == same_as_before[k])}
+
+
+def method_from_params(name: str, params: dict[str, Any]) -> Unlearner:
+    """Rebuild a method from a record's or a row's ``params`` (what :func:`method_params` wrote): a
+    field of the class's ``added_later`` that the params leave out takes the value that does what the
+    method did before it existed, not today's default (a record made before it, or with that value,
+    left it out). ``create_method`` alone would run today's default under the old record's key."""
+    return create_method(name, **{**getattr(METHODS.get(name), "added_later", {}), **params})
 
 
 def code_digest(method: Unlearner) -> str | None:

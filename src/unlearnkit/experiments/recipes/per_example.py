@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...methods.base import create_method
+from ...methods.base import method_from_params
 from ..config import RunConfig, to_dict
 from ..families import audit_row, prepare_families
 from ..setup import REFERENCE, SeedSetup
@@ -40,7 +40,7 @@ def audit(config: RunConfig, setup: SeedSetup, row, model, seconds: float, recor
     elif row.method == REFERENCE:
         figures, arrays = audit_row(setup, floor=True, **kw)
     else:
-        method = create_method(row.method, **row.params)
+        method = method_from_params(row.method, row.params)
         figures, arrays = audit_row(setup, method=method, model=(model, seconds), **kw)
     record["per_example"] = figures
     samples.update(arrays)

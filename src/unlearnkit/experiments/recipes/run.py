@@ -14,7 +14,7 @@ from typing import Any
 
 from ...attacks.samia import samia_audit
 from ...backends import Backend
-from ...methods.base import create_method, list_methods, method_params
+from ...methods.base import create_method, list_methods, method_from_params, method_params
 from ...metrics.audit import AUDIT_VERSION, audit_version, audit_with_outputs, avg_disparity, per_sample_values
 from ...sparsity.masks import sparsity_of
 from ...utils.files import write_atomic
@@ -111,7 +111,7 @@ def execute(ctx: Context, job: Job, record: dict[str, Any]):
     elif row.method == REFERENCE:
         model, seconds, cached = setup.oracle(row.trial, config.params.get(REFERENCE, {}))
     else:
-        method = create_method(row.method, **row.params)
+        method = method_from_params(row.method, row.params)
         run = setup.run_method(method, row.trial, cache=row.shared)
         model, seconds, cached, cost = run.model, run.seconds, run.cached, run.cost
     check_finite_model(model, row.label)

@@ -1,0 +1,42 @@
+"""Fields a method gained later (``added_later``): a record leaves them out while they hold the
+value that does what the method did before, and a row rebuilt from its params runs that value,
+not today's default (the record's key and its model must describe the same unlearning)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from unlearnkit.cli import main
+from unlearnkit.methods.base import METHODS, create_method, list_methods, method_from_params, method_params
+
+from .test_cli import TINY, records
+
+
+def fields(method) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(method)))  # tuples and lists alike
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method_from_params_inverts_method_params(name):
+    before = getattr(METHODS.get(name), "added_later", {})
+    for method in (create_method(name), create_method(name, **before)):
+        for class_wise in (True, None):
+            assert fields(method_from_params(name, method_params(method, class_wise))) == fields(method)
+
+
+def test_a_run_rebuilds_an_added_later_field_at_its_old_value(tmp_path):
+    # l1-sparse's class_epoch_share null means "as epoch_share": the row must run epoch_share's budget,
+    # the same unlearning as naming that budget in class_epoch_share, and not the 0.5 default
+    cls = [*TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "l1-sparse",
+           "noise_floor=false", "guard=0", "params.l1-sparse.class_lr_share=0.3"]
+    rows = {}
+    for tag, extra in (("null", ["params.l1-sparse.epoch_share=0.2", "params.l1-sparse.class_epoch_share=null"]),
+                       ("named", ["params.l1-sparse.class_epoch_share=0.2"]),
+                       ("default", [])):
+        assert main(["run", *cls, *extra, "--out", str(tmp_path / tag)]) == 0
+        rows[tag] = next(r for r in records(tmp_path / tag) if r["row"] == "l1-sparse")
+    assert "class_epoch_share" not in rows["null"]["params"] and rows["named"]["params"]["class_epoch_share"] == 0.2
+    assert rows["null"]["metrics"] == rows["named"]["metrics"]
+    assert rows["null"]["metrics"] != rows["default"]["metrics"]
