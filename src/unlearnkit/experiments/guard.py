@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
 from ..errors import TrainingError
-from ..training.evaluate import accuracy, predict_logits
+from ..training.evaluate import accuracy, sample_accuracy
 
 DEFAULT_GUARD = 10.0  # points of retained validation accuracy
 
@@ -39,7 +39,7 @@ def retained_accuracy(model: nn.Module, split: ForgetSplit, val_outputs: tuple[T
     ``(scores, labels)`` on all of D_v when the audit has them already (no second forward pass)."""
     if val_outputs is None:
         samples = retained_val(split)
-        return accuracy(predict_logits(model, samples), samples.labels), len(samples)
+        return sample_accuracy(model, samples), len(samples)
     scores, labels = val_outputs
     keep = labels != split.forget_class if split.forget_class is not None else slice(None)
     return accuracy(scores[keep], labels[keep]), len(labels[keep])

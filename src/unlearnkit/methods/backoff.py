@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data.splits import ForgetSplit
-from ..training.evaluate import accuracy, predict_logits
+from ..training.evaluate import sample_accuracy
 from ..utils.validation import check, positive
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,10 @@ class RetainBackoff:
             apply(1.0)
             return 1.0
         probe = split.retain.capped(self.guard_samples, generator=generator)
-        before = accuracy(predict_logits(model, probe), probe.labels)
+        before = sample_accuracy(model, probe)
         for scale in (0.5**k for k in range(self.guard_halvings + 1)):
             apply(scale)
-            drop = before - accuracy(predict_logits(model, probe), probe.labels)
+            drop = before - sample_accuracy(model, probe)
             if drop <= self.retain_guard:
                 break
         else:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..data.pool import Samples
 from ..data.splits import ForgetSplit
-from ..training.evaluate import accuracy, predict_logits
+from ..training.evaluate import predict_logits, sample_accuracy
 from ..training.loop import scaled, train
 from ..utils.modules import fresh_copy
 from ..utils.seeding import seeded
@@ -89,13 +89,12 @@ class GradientAscent:
         new = fresh_copy(model)
         target = stopping_accuracy(new, split)
         probe: Samples = split.forget.capped(self.check_samples, generator=generator)
-        labels = probe.labels
         guard = self._retain_guard(new, split, generator) if self.retain_guard else None
 
         def reached(m: nn.Module) -> bool:
             if guard is not None and guard(m):
                 return True
-            return accuracy(predict_logits(m, probe), labels) / 100 <= target
+            return sample_accuracy(m, probe) / 100 <= target
 
         config = scaled(split.budget, epochs=self.epochs, lr=split.budget.lr * self.lr_share,
                         schedule="constant", warmup_epochs=0.0)
@@ -111,11 +110,11 @@ class GradientAscent:
         (seeded from ``generator``'s seed), so a run the guard never stops is the unguarded run, bit for bit."""
         own = torch.Generator().manual_seed(generator.initial_seed() + 1)
         probe = split.retain.capped(self.check_samples, generator=own)
-        before = accuracy(predict_logits(model, probe), probe.labels)
+        before = sample_accuracy(model, probe)
         last = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
         def exceeded(m: nn.Module) -> bool:
-            drop = before - accuracy(predict_logits(m, probe), probe.labels)
+            drop = before - sample_accuracy(m, probe)
             if not drop <= self.retain_guard:  # a NaN accuracy counts as a drop too
                 m.load_state_dict(last)
                 log.info("ga: a step cost %.1f points of D_r accuracy (retain_guard %g); undone, ascent ends",

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data.splits import ForgetSplit
 from ..models.masks import apply_masks
-from ..training.evaluate import accuracy, predict_logits
+from ..training.evaluate import sample_accuracy
 from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_solve
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive
@@ -92,7 +92,7 @@ class InfluenceUnlearning(RetainBackoff):
             return new
         probe = split.forget.capped(self.guard_samples, generator=torch.Generator().manual_seed(generator.initial_seed() + 2))
         target = stopping_accuracy(new, split)
-        first = accuracy(predict_logits(new, probe), probe.labels) / 100
+        first = sample_accuracy(new, probe) / 100
         if first <= target:
             return new
         kept = {k: v.detach().clone() for k, v in new.state_dict().items()}
@@ -100,7 +100,7 @@ class InfluenceUnlearning(RetainBackoff):
         del grads
         self.back_off(new, split, lambda scale: self._move(new, params, start, step, scale),
                       generator=generator, what="iu: the class-wise retry")
-        second = accuracy(predict_logits(new, probe), probe.labels) / 100
+        second = sample_accuracy(new, probe) / 100
         log.info("iu: the step left %.1f%% of D_f known (stopping accuracy %.1f%%); the retry at alpha %g, damping %g "
                  "leaves %.1f%%: %s kept", 100 * first, 100 * target, self.class_retry_alpha, self.class_retry_damping,
                  100 * second, "the retry" if second < first else "the first step")

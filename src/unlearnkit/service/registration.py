@@ -29,7 +29,7 @@ from ..experiments.guard import retained_accuracy
 from ..models import create_model
 from ..sisa import SisaConfig, train_sisa
 from ..training.checkpoint import load_checkpoint
-from ..training.evaluate import accuracy, predict_logits
+from ..training.evaluate import sample_accuracy
 from ..training.loop import train
 from ..utils.files import write_atomic
 from ..utils.sampling import stratified_subset
@@ -157,7 +157,7 @@ def register(db: Database, spec: DeploymentSpec, service_dir: str | Path) -> Reg
         else:
             model = _original(spec, template, train_samples)
         val = base.val
-        audit = {"TA": accuracy(predict_logits(model, test), test.labels), "VA": retained_accuracy(model, _val_split(val))[0]}
+        audit = {"TA": sample_accuracy(model, test), "VA": retained_accuracy(model, _val_split(val))[0]}
         write_atomic(tmp / SPLIT_FILE, lambda path: torch.save({"val_ids": val.ids, "test_ids": test.ids}, path))
         sha = save_version(version_path(tmp, 0), model, train_ids=train_ids, reserve_ids=reserve_ids,
                            deleted_ids=train_ids[:0], meta={"deployment": spec.name, "version": 0})

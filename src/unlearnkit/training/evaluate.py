@@ -32,6 +32,11 @@ def predict_features(model: nn.Module, samples: Samples, *, batch_size: int = 10
     return torch.cat(out).cpu() if out else torch.empty(0, 0)
 
 
+def sample_accuracy(model: nn.Module, samples: Samples) -> float:
+    """Top-1 accuracy in percent of ``model`` on ``samples`` (one forward pass; NaN for an empty set)."""
+    return accuracy(predict_logits(model, samples), samples.labels)
+
+
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     """Top-1 accuracy in percent (NaN for an empty set)."""
     if labels.numel() == 0:

@@ -17,9 +17,8 @@ from torch import nn
 
 from ...adversary.base import adversary_params, create_adversary
 from ...backends import Backend
-from ...data.pool import Samples
 from ...methods.base import create_method, list_methods, method_params, returns_ensemble
-from ...training.evaluate import accuracy, predict_logits
+from ...training.evaluate import sample_accuracy
 from ...utils.files import write_atomic
 from ...version import code_version
 from ..config import AdversarialConfig, digest, to_dict
@@ -35,14 +34,10 @@ def budget_label(budget: float) -> str:
     return f"{budget * 100:g}%" if budget < 1 else f"{int(budget)}"
 
 
-def test_accuracy(model: nn.Module, samples: Samples) -> float:
-    return accuracy(predict_logits(model, samples), samples.labels)
-
-
 def measure(model: nn.Module, split) -> dict[str, float]:
     """TA, VA and UA (100 − accuracy on the requested samples)."""
-    return {"TA": test_accuracy(model, split.test), "VA": test_accuracy(model, split.val),
-            "UA": 100.0 - test_accuracy(model, split.forget)}
+    return {"TA": sample_accuracy(model, split.test), "VA": sample_accuracy(model, split.val),
+            "UA": 100.0 - sample_accuracy(model, split.forget)}
 
 
 def method_names(config: AdversarialConfig) -> list[str]:
@@ -74,7 +69,7 @@ def describe(experiment: Experiment, job: Job) -> dict[str, Any]:
             "adversary": adversary_params(adversary), "knowledge": adversary.knowledge, "budget": budget,
             "n_train": len(seed_original(experiment, seed).base.train), "n_forget": len(setup.split.forget),
             "forget_ids_sha256": forget_hash(setup.split.forget.ids), "code_version": code_version(),
-            "ta_original": test_accuracy(setup.original, setup.split.test), "row": row,
+            "ta_original": sample_accuracy(setup.original, setup.split.test), "row": row,
             "method": None if row == ORIGINAL else row, "params": params}
 
 
@@ -89,7 +84,7 @@ def execute(experiment: Experiment, job: Job, record: dict[str, Any]):
         method = create_method(row, **experiment.config.params.get(row, {}))
         model, seconds, cached, _, start = setup.run_method(method)
         if returns_ensemble(method):  # SISA: damage from its own ensemble, not the single original
-            record["ta_start"] = test_accuracy(start(), setup.split.test)
+            record["ta_start"] = sample_accuracy(start(), setup.split.test)
     check_finite_model(model, row)
     m = measure(model, setup.split)
     record.update(status="ok", metrics=m, damage=record.get("ta_start", record["ta_original"]) - m["TA"],
