@@ -114,7 +114,31 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
         "MIA-Efficacy = share of D_f the SVC confidence attack calls non-member; RA/TA = retain/test accuracy; " \
         "Avg. Disparity = mean |x − x_retrain| over the four, per seed. The noise-floor row is a second retrain " \
         "(another training seed) measured against the first: disparities below it are within training noise.\n" \
-        + selection_notes(records)
+        + versions_note(records) + selection_notes(records)
+
+
+def versions_note(records: list[dict[str, Any]]) -> str:
+    """A line naming which rows ran at which commit, when one table's rows ran at more than one
+    (a folder added to after the code changed); nothing when they all ran at one."""
+    rows: dict[str, list[str]] = defaultdict(list)
+    for label in _ordered_rows(records):
+        versions = sorted({_commit(r.get("code_version")) for r in records if r["row"] == label})
+        rows[", ".join(versions)].append(display_name(label))
+    if len(rows) < 2:
+        return ""
+    parts = [f"`{v}`: {', '.join(labels)}" for v, labels in rows.items()]
+    return "\nRows ran at different code versions — " + "; ".join(parts) + ".\n"
+
+
+def _commit(version: str | None) -> str:
+    """``0.1.0+g47a72df14f14.dirty`` → ``47a72df.dirty``; an unknown version as ``unknown``."""
+    if not version:
+        return "unknown"
+    local = version.partition("+g")[2]
+    if not local:
+        return version
+    sha, _, dirty = local.partition(".")
+    return sha[:7] + (f".{dirty}" if dirty else "")
 
 
 def attacks_table(records: list[dict[str, Any]]) -> str:
