@@ -1,4 +1,4 @@
-"""``class_<k>`` knobs (FT's, l1-sparse's and NegGrad+'s ``class_lr_share``, l1-sparse's
+"""``class_<k>`` knobs (FT's, l1-sparse's and NegGrad+'s ``class_lr_share``, l1-sparse's and NegGrad+'s
 ``class_epoch_share``): they replace ``<k>`` on class-wise splits and do nothing on the others."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import create_method
 from unlearnkit.methods.base import for_split, knob_acts, method_params, select_grid
+from unlearnkit.training.evaluate import sample_accuracy
 
 
 def same_model(a, b) -> bool:
@@ -53,10 +54,11 @@ def test_iu_class_damping_replaces_damping_on_class_wise_splits_only(toy_origina
     assert knob_acts("iu", "class_damping", True) and not knob_acts("iu", "damping", True)
 
 
-def test_l1_sparse_class_epoch_share_replaces_epoch_share_and_none_means_as_before(toy_original, toy_class_split,
-                                                                                   toy_random_split):
+@pytest.mark.parametrize("name", ["l1-sparse", "neggrad+"])
+def test_class_epoch_share_replaces_epoch_share_and_none_means_as_before(name, toy_original, toy_class_split,
+                                                                         toy_random_split):
     m = toy_original
-    l1 = lambda split, **p: create_method("l1-sparse", lr_share=0.3, class_lr_share=0.3, **p).unlearn(  # noqa: E731
+    l1 = lambda split, **p: create_method(name, lr_share=0.3, class_lr_share=0.3, **p).unlearn(  # noqa: E731
         m, split, generator=torch.Generator().manual_seed(0))
     # class-wise: the budget is class_epoch_share whatever epoch_share says; None (records before it) is epoch_share
     assert same_model(l1(toy_class_split, epoch_share=0.1, class_epoch_share=0.4),
@@ -67,16 +69,41 @@ def test_l1_sparse_class_epoch_share_replaces_epoch_share_and_none_means_as_befo
     # random: epoch_share whatever class_epoch_share says
     assert same_model(l1(toy_random_split, epoch_share=0.2, class_epoch_share=0.1),
                       l1(toy_random_split, epoch_share=0.2, class_epoch_share=0.4))
-    assert knob_acts("l1-sparse", "class_epoch_share", True) and not knob_acts("l1-sparse", "epoch_share", True)
-    assert knob_acts("l1-sparse", "epoch_share", False) and not knob_acts("l1-sparse", "class_epoch_share", False)
+    assert knob_acts(name, "class_epoch_share", True) and not knob_acts(name, "epoch_share", True)
+    assert knob_acts(name, "epoch_share", False) and not knob_acts(name, "class_epoch_share", False)
 
 
-def test_l1_sparse_class_epoch_share_keys_leave_old_records_alone():
+@pytest.mark.parametrize("name", ["l1-sparse", "neggrad+"])
+def test_class_epoch_share_keys_leave_old_records_alone(name):
     # a random request's params never carry it; a class-wise one carries it unless it is None (as before it existed)
-    assert "class_epoch_share" not in method_params(create_method("l1-sparse"), class_wise=False)
-    assert method_params(create_method("l1-sparse"), class_wise=True)["class_epoch_share"] == 0.5
-    assert "class_epoch_share" not in method_params(create_method("l1-sparse", class_epoch_share=None), class_wise=True)
-    assert set(dict(select_grid("l1-sparse", class_wise=True))) == {"class_lr_share", "class_epoch_share"}
-    assert set(dict(select_grid("l1-sparse", class_wise=False))) == {"lr_share", "epoch_share"}
+    assert "class_epoch_share" not in method_params(create_method(name), class_wise=False)
+    assert "class_epoch_share" not in method_params(create_method(name, class_epoch_share=None), class_wise=True)
+    assert method_params(create_method(name, class_epoch_share=0.5), class_wise=True)["class_epoch_share"] == 0.5
+    assert set(dict(select_grid(name, class_wise=True))) == {"class_lr_share", "class_epoch_share"}
+    assert set(dict(select_grid(name, class_wise=False))) == {"lr_share", "epoch_share"}
     with pytest.raises(ConfigError, match="class_epoch_share"):
-        create_method("l1-sparse", class_epoch_share=0.0)
+        create_method(name, class_epoch_share=0.0)
+
+
+def test_neggrad_ascent_stop_acts_on_class_wise_splits_only(toy_original, toy_random_split):
+    ng = lambda **p: create_method("neggrad+", lr_share=0.3, **p).unlearn(  # noqa: E731
+        toy_original, toy_random_split, generator=torch.Generator().manual_seed(0))
+    assert same_model(ng(class_ascent_stop=True), ng(class_ascent_stop=False))
+    assert "class_ascent_stop" not in method_params(create_method("neggrad+", class_ascent_stop=True), class_wise=False)
+    assert "class_ascent_stop" not in method_params(create_method("neggrad+", class_ascent_stop=False), class_wise=True)
+    assert method_params(create_method("neggrad+", class_ascent_stop=True), class_wise=True)["class_ascent_stop"] is True
+
+
+def test_neggrad_ascent_stop_keeps_a_long_class_wise_run_from_collapsing(toy_original, toy_class_split):
+    """Class-wise, a long run with a heavy ascent term drives the unbounded −CE(D_f) until D_r goes
+    with it; with ``class_ascent_stop`` a D_f batch already at GA's stopping accuracy takes no ascent:
+    the class is forgotten and D_r kept."""
+    split = toy_class_split
+    hard = dict(retain_weight=0.99, class_lr_share=1.0, class_epoch_share=2.0)
+    run = lambda stop: create_method("neggrad+", class_ascent_stop=stop, **hard).unlearn(  # noqa: E731
+        toy_original, split, generator=torch.Generator().manual_seed(0))
+    kept = lambda m: sample_accuracy(m, split.retain)  # noqa: E731
+    assert kept(run(False)) < 50, "the setting must collapse without the stop, or the test proves nothing"
+    out = run(True)
+    assert sample_accuracy(out, split.forget) <= 10
+    assert kept(out) > 90

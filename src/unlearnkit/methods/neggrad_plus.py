@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
 from .base import SelectGrid, cycle_batches, register_method, share_budget
+from .ga import stopping_accuracy
 
 
 @register_method("neggrad+")
@@ -24,37 +25,51 @@ class NegGradPlus:
     Every D_r batch is paired with the next D_f batch (D_f cycled, reshuffled every pass), as in
     Kurmanji et al.'s NegGrad+. The run takes ``epoch_share`` of the original epochs over D_r at
     ``lr_share`` × the original lr (``class_lr_share`` class-wise, as FT's), constant — the budget of
-    FT plus the forget batches.
+    FT plus the forget batches (``class_epoch_share`` class-wise).
+    Class-wise, a D_f batch the model already gets no better than GA's stopping accuracy right takes
+    no ascent (``class_ascent_stop``, as SCRUB's; in neither paper): the ascent term is unbounded, and
+    past that point it only pushes the model off D_r.
     ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
     weights let the unbounded ascent term win class-wise. docs/results.md, "Where the defaults come from".
     """
 
     weaker: ClassVar[str] = "a retain_weight closer to 1 or a smaller lr_share/class_lr_share"  # the collapse guard's hint
     select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("class_lr_share", (0.1, 0.3)),
-                                         ("epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
+                                         ("epoch_share", (0.2, 0.5)),
+                                         ("class_epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
 
-    class_only: ClassVar[tuple[str, ...]] = ("class_lr_share",)  # left out of other requests' keys (base.method_params)
+    class_only: ClassVar[tuple[str, ...]] = ("class_lr_share", "class_epoch_share", "class_ascent_stop")  # left out of other requests' keys (base.method_params)
+    added_later: ClassVar[dict[str, Any]] = {"class_epoch_share": None, "class_ascent_stop": False}  # records before them keep their keys
 
     retain_weight: float = 0.999  # weight of CE(D_r); the ascent term gets 1 − this
     epoch_share: float = 0.2  # epochs over D_r, × the original epochs
     lr_share: float = 0.1  # constant lr, × the original lr
     class_lr_share: float = 0.3  # the same when the split is class-wise
+    class_epoch_share: float | None = None  # epoch_share when the split is class-wise (None: epoch_share)
+    class_ascent_stop: bool = False  # class-wise: no ascent on a D_f batch already at GA's stopping accuracy
 
     def __post_init__(self) -> None:
         check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")
         check(positive(self.epoch_share), f"neggrad+.epoch_share must be > 0, got {self.epoch_share}")
         check(positive(self.lr_share), f"neggrad+.lr_share must be > 0, got {self.lr_share}")
         check(positive(self.class_lr_share), f"neggrad+.class_lr_share must be > 0, got {self.class_lr_share}")
+        check(self.class_epoch_share is None or positive(self.class_epoch_share),
+              f"neggrad+.class_epoch_share must be > 0 or null, got {self.class_epoch_share}")
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
         b = split.budget
         forget_batches = cycle_batches(split.forget, b.batch_size, generator, model_device(new))
         w = self.retain_weight
+        stop = stopping_accuracy(model, split) if self.class_ascent_stop and split.forget_class is not None else None
 
         def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             xf, yf = next(forget_batches)
-            return w * F.cross_entropy(m(x), y) - (1 - w) * F.cross_entropy(m(xf), yf)
+            retain_loss = w * F.cross_entropy(m(x), y)  # D_r's forward first, as before (BatchNorm's running stats)
+            out = m(xf)
+            if stop is not None and float((out.argmax(1) == yf).float().mean()) <= stop:
+                return retain_loss  # this batch looks unseen already: more ascent only costs D_r
+            return retain_loss - (1 - w) * F.cross_entropy(out, yf)
 
         config = share_budget(self, split)
         with seeded(generator):
