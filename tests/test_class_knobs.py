@@ -96,8 +96,8 @@ def test_neggrad_ascent_stop_acts_on_class_wise_splits_only(toy_original, toy_ra
 
 def test_neggrad_ascent_stop_keeps_a_long_class_wise_run_from_collapsing(toy_original, toy_class_split):
     """Class-wise, a long run with a heavy ascent term drives the unbounded −CE(D_f) until D_r goes
-    with it; with ``class_ascent_stop`` only the D_f samples still classified right are pushed: the
-    class is forgotten and D_r kept."""
+    with it; with ``class_ascent_stop`` a D_f batch already at GA's stopping accuracy takes no ascent:
+    the class is forgotten and D_r kept."""
     split = toy_class_split
     hard = dict(retain_weight=0.99, class_lr_share=1.0, class_epoch_share=2.0)
     run = lambda stop: create_method("neggrad+", class_ascent_stop=stop, **hard).unlearn(  # noqa: E731

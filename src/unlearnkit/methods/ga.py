@@ -51,6 +51,19 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit) -> float:
     return float(per_class[split.forget.labels].mean())
 
 
+def batch_looks_unseen(model: nn.Module, x: Tensor, y: Tensor, stop: float) -> bool:
+    """Whether ``model`` gets the batch ``(x, y)`` no better than ``stop`` (a share, as
+    :func:`stopping_accuracy`) right, in eval mode: what an auditor sees. In train mode a BatchNorm
+    network normalises a one-class D_f batch by its own statistics, which hides the class from the
+    head, so the batch looks forgotten long before the model has forgotten it (W2's ResNet)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        right = float((model(x).argmax(1) == y).float().mean())
+    model.train(was_training)
+    return right <= stop
+
+
 @register_method("ga")
 @dataclass(frozen=True, kw_only=True)
 class GradientAscent:

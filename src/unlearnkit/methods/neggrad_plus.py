@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.splits import ForgetSplit
-from ..training.evaluate import right_in_eval_mode
 from ..training.loop import train
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
 from .base import SelectGrid, cycle_batches, register_method, share_budget
+from .ga import batch_looks_unseen, stopping_accuracy
 
 
 @register_method("neggrad+")
@@ -26,10 +26,9 @@ class NegGradPlus:
     Kurmanji et al.'s NegGrad+. The run takes ``epoch_share`` of the original epochs over D_r at
     ``lr_share`` × the original lr (``class_lr_share`` class-wise, as FT's), constant — the budget of
     FT plus the forget batches (``class_epoch_share`` class-wise).
-    Class-wise, the ascent term counts only the D_f samples the model still classifies right, in eval
-    mode (``class_ascent_stop``; in neither paper): −CE is unbounded on a sample already wrong, and
-    pushing it further only moves the model off D_r, while on a sample still right CE ≤ log C. Each
-    counted sample keeps the weight it has in the plain mean over the batch. With the stop, the class-wise run can be long
+    Class-wise, a D_f batch the model already gets no better than GA's stopping accuracy right (in
+    eval mode) takes no ascent (``class_ascent_stop``, as SCRUB's; in neither paper): the ascent term
+    is unbounded, and past that point it only pushes the model off D_r. With the stop, the class-wise run can be long
     enough to forget W2's memorised class (0.5 epochs) without collapsing W1's CNN, where 0.5 epochs
     without it fell to 11% (docs/results.md, "NegGrad+ class-wise: a bounded ascent").
     ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
@@ -49,7 +48,7 @@ class NegGradPlus:
     lr_share: float = 0.1  # constant lr, × the original lr
     class_lr_share: float = 0.3  # the same when the split is class-wise
     class_epoch_share: float | None = None  # epoch_share when the split is class-wise (None: epoch_share)
-    class_ascent_stop: bool = False  # class-wise: ascend only on D_f samples still classified right
+    class_ascent_stop: bool = False  # class-wise: no ascent on a D_f batch already at GA's stopping accuracy
 
     def __post_init__(self) -> None:
         check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")
@@ -64,18 +63,14 @@ class NegGradPlus:
         b = split.budget
         forget_batches = cycle_batches(split.forget, b.batch_size, generator, model_device(new))
         w = self.retain_weight
-        bounded = self.class_ascent_stop and split.forget_class is not None
+        stop = stopping_accuracy(model, split) if self.class_ascent_stop and split.forget_class is not None else None
 
         def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             xf, yf = next(forget_batches)
             retain_loss = w * F.cross_entropy(m(x), y)  # D_r's forward first, as before (BatchNorm's running stats)
-            if not bounded:
-                return retain_loss - (1 - w) * F.cross_entropy(m(xf), yf)
-            right = right_in_eval_mode(m, xf, yf)
-            if not right.any():
-                return retain_loss  # every sample of this batch is forgotten already
-            ascent = F.cross_entropy(m(xf[right]), yf[right], reduction="sum") / len(yf)
-            return retain_loss - (1 - w) * ascent
+            if stop is not None and batch_looks_unseen(m, xf, yf, stop):
+                return retain_loss  # this batch looks unseen already: more ascent only costs D_r
+            return retain_loss - (1 - w) * F.cross_entropy(m(xf), yf)
 
         config = share_budget(self, split)
         with seeded(generator):

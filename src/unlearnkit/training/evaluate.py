@@ -21,18 +21,6 @@ def predict_logits(model: nn.Module, samples: Samples, *, batch_size: int = 1024
     return torch.cat(out).cpu()  # one copy back (on a GPU, one synchronisation)
 
 
-@torch.no_grad()
-def right_in_eval_mode(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Which samples of one batch ``model`` classifies right in eval mode (bool ``[n]``), what an
-    auditor sees, mid-training; the model's mode is restored after. In train mode a BatchNorm
-    network would normalise the batch by its own statistics (a one-class batch then hides its class)."""
-    was_training = model.training
-    model.eval()
-    right = model(x).argmax(1) == y
-    model.train(was_training)
-    return right
-
-
 @torch.inference_mode()
 def predict_features(model: nn.Module, samples: Samples, *, batch_size: int = 1024) -> Tensor:
     """Penultimate features ``[n, d]`` from ``model.forward_features`` in eval mode."""
