@@ -47,8 +47,8 @@ class NegGradPlus:
     epoch_share: float = 0.2  # epochs over D_r, × the original epochs
     lr_share: float = 0.1  # constant lr, × the original lr
     class_lr_share: float = 0.3  # the same when the split is class-wise
-    class_epoch_share: float | None = None  # epoch_share when the split is class-wise (None: epoch_share)
-    class_ascent_stop: bool = False  # class-wise: no ascent on a D_f batch already at GA's stopping accuracy
+    class_epoch_share: float | None = 0.5  # epoch_share when the split is class-wise (None: epoch_share)
+    class_ascent_stop: bool = True  # class-wise: no ascent on a D_f batch already at GA's stopping accuracy
 
     def __post_init__(self) -> None:
         check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")
