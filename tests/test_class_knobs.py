@@ -8,6 +8,7 @@ import torch
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import create_method
 from unlearnkit.methods.base import for_split, knob_acts, method_params, select_grid
+from unlearnkit.methods.ga import batch_looks_unseen
 from unlearnkit.training.evaluate import sample_accuracy
 
 
@@ -107,3 +108,21 @@ def test_neggrad_ascent_stop_keeps_a_long_class_wise_run_from_collapsing(toy_ori
     out = run(True)
     assert sample_accuracy(out, split.forget) <= 10
     assert kept(out) > 90
+
+
+def test_a_forget_batch_is_judged_in_eval_mode():
+    """NegGrad+'s ascent stop asks whether a D_f batch looks unseen as an auditor would (eval mode).
+    In train mode a BatchNorm layer normalises a one-class batch by its own statistics: here a
+    constant batch becomes 0 and the head's bias alone decides, so the class would look forgotten."""
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(1), torch.nn.Linear(1, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0], [-1.0]]))  # eval mode (running mean 0, var 1): x > 0 is class 0
+        model[1].bias.copy_(torch.tensor([0.0, 0.5]))  # a zero input is class 1
+    x, y = torch.full((8, 1), 2.0), torch.zeros(8, dtype=torch.long)
+    model.train()
+    assert (model(x).argmax(1) != y).all(), "in train mode the batch looks forgotten"
+    model.train()
+    assert not batch_looks_unseen(model, x, y, 0.1), "in eval mode the class is still known"
+    assert model.training, "the model's mode is restored"
+    model.eval()
+    assert not batch_looks_unseen(model, x, y, 0.1) and not model.training
