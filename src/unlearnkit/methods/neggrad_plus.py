@@ -28,14 +28,14 @@ class NegGradPlus:
     FT plus the forget batches (``class_epoch_share`` class-wise).
     Class-wise, a D_f batch the model already gets no better than GA's stopping accuracy right (in
     eval mode) takes no ascent (``class_ascent_stop``, as SCRUB's; in neither paper): the ascent term
-    is unbounded, and past that point it only pushes the model off D_r. With the stop, the class-wise run can be long
-    enough to forget W2's memorised class (0.5 epochs) without collapsing W1's CNN, where 0.5 epochs
-    without it fell to 11% (docs/results.md, "NegGrad+ class-wise: a bounded ascent").
+    is unbounded, and past that point it only pushes the model off D_r. With the stop, the class-wise
+    run can be long enough to forget most of W2's memorised class (0.5 epochs) without collapsing
+    W1's CNN, which fell to 11% without it (docs/results.md, "NegGrad+ class-wise: a bounded ascent").
     ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
     weights let the unbounded ascent term win class-wise. docs/results.md, "Where the defaults come from".
     """
 
-    weaker: ClassVar[str] = "a retain_weight closer to 1 or a smaller lr_share/class_lr_share"  # the collapse guard's hint
+    weaker: ClassVar[str] = "a retain_weight closer to 1, a smaller lr_share/class_lr_share or class_ascent_stop on"  # the collapse guard's hint
     select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.3)), ("class_lr_share", (0.1, 0.3)),
                                          ("epoch_share", (0.2, 0.5)),
                                          ("class_epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
