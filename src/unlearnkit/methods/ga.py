@@ -51,6 +51,12 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit) -> float:
     return float(per_class[split.forget.labels].mean())
 
 
+def ascent_stop_accuracy(model: nn.Module, split: ForgetSplit, on: bool) -> float | None:
+    """The accuracy below which a class-wise ascent (SCRUB's, NegGrad+'s ``class_ascent_stop``) leaves
+    a D_f batch alone: :func:`stopping_accuracy` when ``on`` and ``split`` is class-wise, else None."""
+    return stopping_accuracy(model, split) if on and split.forget_class is not None else None
+
+
 def batch_looks_unseen(model: nn.Module, x: Tensor, y: Tensor, stop: float) -> bool:
     """Whether ``model`` gets the batch ``(x, y)`` no better than ``stop`` (a share, as
     :func:`stopping_accuracy`) right, in eval mode: what an auditor sees. In train mode a BatchNorm

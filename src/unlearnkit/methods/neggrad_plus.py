@@ -14,7 +14,7 @@ from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
 from .base import SelectGrid, cycle_batches, register_method, share_budget
-from .ga import batch_looks_unseen, stopping_accuracy
+from .ga import ascent_stop_accuracy, batch_looks_unseen
 
 
 @register_method("neggrad+")
@@ -63,7 +63,7 @@ class NegGradPlus:
         b = split.budget
         forget_batches = cycle_batches(split.forget, b.batch_size, generator, model_device(new))
         w = self.retain_weight
-        stop = stopping_accuracy(model, split) if self.class_ascent_stop and split.forget_class is not None else None
+        stop = ascent_stop_accuracy(model, split, self.class_ascent_stop)
 
         def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             xf, yf = next(forget_batches)

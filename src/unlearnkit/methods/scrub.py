@@ -17,7 +17,7 @@ from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
 from .base import SelectGrid, cycle_batches, register_method
-from .ga import stopping_accuracy
+from .ga import ascent_stop_accuracy
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
@@ -100,7 +100,7 @@ class SCRUB:
 
         drop = split.forget_class if self.class_mask_teacher else None  # None unless class-wise
         # GA's stopping rule, per batch: for a class D_r lacks, 10% accuracy (ga.ABSENT_CLASS_SLACK)
-        stop = stopping_accuracy(model, split) if self.class_ascent_stop and split.forget_class is not None else None
+        stop = ascent_stop_accuracy(model, split, self.class_ascent_stop)
 
         def kl(student_logits: Tensor, x: Tensor, drop_class: int | None = None) -> Tensor:
             with torch.no_grad():

@@ -120,10 +120,12 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
 def versions_note(records: list[dict[str, Any]]) -> str:
     """A line naming which rows ran at which commit, when one table's rows ran at more than one
     (a folder added to after the code changed); nothing when they all ran at one."""
+    commits: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        commits[r["row"]].add(_commit(r.get("code_version")))
     rows: dict[str, list[str]] = defaultdict(list)
     for label in _ordered_rows(records):
-        versions = sorted({_commit(r.get("code_version")) for r in records if r["row"] == label})
-        rows[", ".join(versions)].append(display_name(label))
+        rows[", ".join(sorted(commits[label]))].append(display_name(label))
     if len(rows) < 2:
         return ""
     parts = [f"`{v}`: {', '.join(labels)}" for v, labels in rows.items()]
