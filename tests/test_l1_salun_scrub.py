@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unlearnkit.errors import TrainingError
+from unlearnkit.errors import ConfigError, TrainingError
 from unlearnkit.methods import create_method
 from unlearnkit.methods import l1_sparse as l1_module
+from unlearnkit.methods import scrub as scrub_module
 from unlearnkit.methods.base import fresh_copy
 from unlearnkit.methods.l1_sparse import l1_norm, l1_weight
 from unlearnkit.methods.salun import saliency_masks
@@ -92,7 +93,8 @@ def test_salun_updates_only_salient_weights(toy_original, toy_class_split, prune
 def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps, min_forget_steps):
     """Each training forward pass of the student is logged as D_f or D_r: the D_f passes (max-steps)
     must be exactly one pass over D_f at the start of each of the first ``msteps`` rounds — as many
-    passes as make ``min_forget_steps`` steps when D_f has fewer batches."""
+    passes as make ``min_forget_steps`` steps when D_f has fewer batches. The ascent stop is off: a
+    batch it skips takes no training forward pass."""
     split = toy_class_split
     fingerprint = lambda x: x.flatten(1).sum(1).mul(1e3).round().tolist()  # noqa: E731
     forget_rows = set(fingerprint(split.forget.inputs()))
@@ -106,7 +108,7 @@ def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps
     model.register_forward_pre_hook(spy)  # deep-copied into the student and the teacher
     rounds, epoch_share = 4, 0.5
     create_method("scrub", rounds=rounds, msteps=msteps, epoch_share=epoch_share, lr_share=0.01,
-                  forget_batch_size=32, min_forget_steps=min_forget_steps).unlearn(
+                  forget_batch_size=32, min_forget_steps=min_forget_steps, class_ascent_stop=False).unlearn(
         model, split, generator=torch.Generator().manual_seed(0))
     per_pass = math.ceil(len(split.forget) / 32)
     per_f = per_pass * math.ceil(min_forget_steps / per_pass)
@@ -159,6 +161,34 @@ def test_scrub_stops_the_ascent_on_a_class_that_looks_unseen(toy_original, toy_c
     out = create_method("scrub", **hard).unlearn(toy_original, split, generator=torch.Generator().manual_seed(0))
     assert accuracy(predict_logits(out, split.forget), split.forget.labels) <= 10
     assert accuracy(predict_logits(out, split.retain), split.retain.labels) > 95
+
+
+def test_scrub_judges_a_forget_batch_in_eval_mode_unless_told_train(toy_original, toy_class_split, monkeypatch):
+    """The ascent stop asks ``ga.batch_looks_unseen`` (eval mode, what an auditor sees; its BatchNorm
+    case is tested in test_class_knobs.py) whether a D_f batch is forgotten; ``class_stop_judge="train"``
+    (records before it) judges the train-mode logits and never asks it."""
+    asked = []
+
+    def judge(answer):
+        def looks_unseen(model, x, y, stop):
+            asked.append(stop)
+            return answer
+        return looks_unseen
+
+    run = lambda **kw: create_method("scrub", epoch_share=0.2, **kw).unlearn(  # noqa: E731
+        toy_original, toy_class_split, generator=torch.Generator().manual_seed(0))
+    same = lambda a, b: all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # noqa: E731
+    unbounded = run(class_ascent_stop=False)
+    monkeypatch.setattr(scrub_module, "batch_looks_unseen", judge(False))
+    assert same(run(), unbounded), "a batch judged still known takes its max-step"
+    assert asked and all(s == pytest.approx(0.1) for s in asked)
+    monkeypatch.setattr(scrub_module, "batch_looks_unseen", judge(True))
+    assert not same(run(), unbounded), "a batch judged unseen takes none"
+    asked.clear()
+    run(class_stop_judge="train")
+    assert not asked
+    with pytest.raises(ConfigError, match="class_stop_judge"):
+        create_method("scrub", class_stop_judge="test")
 
 
 def test_l1_sparse_uses_class_gamma_on_class_wise_requests(toy_original, toy_class_split):

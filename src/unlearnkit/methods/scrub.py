@@ -17,7 +17,7 @@ from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
 from .base import SelectGrid, cycle_batches, register_method
-from .ga import ascent_stop_accuracy
+from .ga import ascent_stop_accuracy, batch_looks_unseen
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
@@ -56,14 +56,17 @@ class SCRUB:
     the min-steps taught the class back (W1 at 2,000 samples: UA 48.5); and no max-step is taken on
     a D_f batch the student already gets <= 10% right (``class_ascent_stop``, GA's stopping rule) —
     the unbounded KL ascent sent W1's logits to inf within one round once the masked min-steps had
-    moved the student off the teacher.
+    moved the student off the teacher. That batch is judged in eval mode (``class_stop_judge``): in
+    train mode a BatchNorm network normalises a one-class batch by its own statistics and the class
+    looks forgotten before it is (ga.batch_looks_unseen; "train" is the judge of records before it).
     Not implemented: SGDA averaging (unused there) and SCRUB+R. Pruned weights stay at zero.
     docs/results.md, "Where the defaults come from".
     """
 
     weaker: ClassVar[str] = "fewer msteps or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
     select_grid: ClassVar[SelectGrid] = (("lr_share", (0.02, 0.05, 0.1, 0.2)),)  # what `run --select` tries (base.py)
-    class_only: ClassVar[tuple[str, ...]] = ("class_mask_teacher", "class_ascent_stop")  # left out of other requests' keys (base.method_params)
+    class_only: ClassVar[tuple[str, ...]] = ("class_mask_teacher", "class_ascent_stop", "class_stop_judge")  # left out of other requests' keys (base.method_params)
+    added_later: ClassVar[dict[str, str]] = {"class_stop_judge": "train"}  # records before it keep their keys
 
     rounds: int = 5  # the reference's epochs
     msteps: int = 2  # rounds that start with a max-step pass over D_f
@@ -76,6 +79,7 @@ class SCRUB:
     lr_share: float = 0.02  # lr, × the original lr
     class_mask_teacher: bool = True  # class-wise: the teacher's forgotten class masked out of the min-step KL
     class_ascent_stop: bool = True  # class-wise: no max-step on a D_f batch the student already gets <= 10% right
+    class_stop_judge: str = "eval"  # the mode that batch is judged in: "eval" (as an auditor sees it) or "train"
 
     def __post_init__(self) -> None:
         check(self.rounds >= 1, f"scrub.rounds must be >= 1, got {self.rounds}")
@@ -88,6 +92,8 @@ class SCRUB:
         check(self.min_forget_steps >= 1, f"scrub.min_forget_steps must be >= 1, got {self.min_forget_steps}")
         check(positive(self.epoch_share), f"scrub.epoch_share must be > 0, got {self.epoch_share}")
         check(positive(self.lr_share), f"scrub.lr_share must be > 0, got {self.lr_share}")
+        check(self.class_stop_judge in ("eval", "train"),
+              f"scrub.class_stop_judge must be 'eval' or 'train', got {self.class_stop_judge!r}")
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         student, teacher = fresh_copy(model), fresh_copy(model).eval().requires_grad_(False)
@@ -101,6 +107,7 @@ class SCRUB:
         drop = split.forget_class if self.class_mask_teacher else None  # None unless class-wise
         # GA's stopping rule, per batch: for a class D_r lacks, 10% accuracy (ga.ABSENT_CLASS_SLACK)
         stop = ascent_stop_accuracy(model, split, self.class_ascent_stop)
+        eval_judge = self.class_stop_judge == "eval"
 
         def kl(student_logits: Tensor, x: Tensor, drop_class: int | None = None) -> Tensor:
             with torch.no_grad():
@@ -119,9 +126,11 @@ class SCRUB:
                 for _ in range(passes if r < self.msteps else 0):
                     for x, y in split.forget.batches(self.forget_batch_size, shuffle=True, generator=generator,
                                                       device=device):
-                        out = student(x)
-                        if stop is not None and float((out.argmax(1) == y).float().mean()) <= stop:
+                        if stop is not None and eval_judge and batch_looks_unseen(student, x, y, stop):
                             continue  # this batch looks unseen already: pushing further only diverges
+                        out = student(x)
+                        if stop is not None and not eval_judge and float((out.argmax(1) == y).float().mean()) <= stop:
+                            continue  # as above, judged on the train-mode logits (BatchNorm hides the class)
                         step(-kl(out, x), f"max-step (round {r + 1})")
                 for i in range(total * r // self.rounds, total * (r + 1) // self.rounds):
                     x, y = next(retain)
