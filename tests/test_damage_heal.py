@@ -172,6 +172,23 @@ def test_heal_table_says_how_many_seeds_each_variant_averages():
     assert "| main |" in heal_report([r for r in records if r["variant"] != "extra"])
 
 
+def test_damage_table_shows_how_much_of_the_request_each_row_forgot():
+    """A method that keeps the requested samples keeps their TA: its excess damage is negative. The UA
+    table beside it shows that (here GA's 20 against the Gold Standard's 100)."""
+    from unlearnkit.report.adversarial import damage_report
+
+    def with_ua(r, ua):
+        return {**r, "metrics": {**r["metrics"], "UA": ua}}
+    records = [with_ua(rec(s, "class", "original", 90.0), 10.0 + s) for s in (0, 1)]
+    records += [with_ua(rec(s, "class", "retrain", 85.0), 100.0) for s in (0, 1)]
+    records += [with_ua(rec(s, "class", "ga", 89.0), 20.0) for s in (0, 1)] + [rec(0, "class", "ft", 86.0)]
+    text = damage_report(records)
+    assert "the requested samples forgotten (UA" in text
+    assert "| Original | 10.50 ± 6.35 |" in text and "| Gold Standard (retrain) | 100.00 ± 0.00 |" in text
+    assert "| GA | 20.00 ± 0.00 |" in text and "| FT | — |" in text
+    assert "forgotten (UA" not in damage_report([rec(s, "class", "retrain", 85.0) for s in (0, 1)])
+
+
 def test_damage_table_leaves_out_sisa_records_from_before_its_own_start_was_measured():
     from unlearnkit.report.adversarial import damage_report
 

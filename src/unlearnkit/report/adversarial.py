@@ -81,8 +81,22 @@ def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: l
     return out
 
 
+def _forgotten(cell: dict[tuple, list[dict]], rows: list[str], strategies: list[str], b: float, head: str,
+               n: dict[Any, int]) -> list[str]:
+    """UA per row × strategy: a method that keeps the requested samples keeps the TA they give, so a
+    negative excess damage can mean "did not unlearn"; UA beside the Gold Standard's tells which."""
+    ua = {(row, s): [r["metrics"]["UA"] for r in cell[(row, s, b)] if "UA" in r["metrics"]] for row in rows
+          for s in strategies}
+    if not any(ua.values()):
+        return []  # records from before UA was recorded
+    return [f"\n#### Budget {_budget(b)}: the requested samples forgotten (UA = 100 − their accuracy, %; "
+            f"the Gold Standard's is the target)\n\n{head}"] + [
+        f"| {_label(row)} | " + " | ".join(_fmt_of(ua[(row, s)], n[s]) if ua[(row, s)] else "—" for s in strategies)
+        + " |" for row in rows]
+
+
 def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) -> str:
-    """Per budget: TA per row × strategy, excess damage per method × strategy, the worst strategy;
+    """Per budget: TA and UA per row × strategy, excess damage per method × strategy, the worst strategy;
     then TA against budget per row (the curves as tables) and the plot, if one was drawn."""
     ok = distinguish_variants([r for r in records if r.get("status") == "ok"])
     started = _order(r["row"] for r in ok if "ta_start" in r)  # rows (SISA) that start from their own original
@@ -112,6 +126,7 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
         for row in here_started:
             out.append(f"| {_label(row)} before deletion | " + " | ".join(
                 _fmt_of([r["ta_start"] for r in cell[(row, s, b)]], n[s]) for s in strategies) + " |")
+        out.extend(_forgotten(cell, here, strategies, b, head, n))
         out.append(f"\n#### Budget {_budget(b)}: damage and excess damage (TA points lost)\n\n{head}")
         out.append("| damage of the request itself: Original − Gold Standard | " + " | ".join(
             _fmt_of([r["damage"] for r in cell[("retrain", s, b)]], n[s]) for s in strategies) + " |")
@@ -141,7 +156,8 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
         out.append("")
     out.append(f"Mean ± 95% CI (Student t) over seeds {seeds}. Damage = TA of the original − TA after; excess damage = "
                "TA of the Gold Standard (retrained without the requested data) − TA after unlearning: what the method "
-               "loses beyond what the request itself costs. Budgets are fractions of the training set."
+               "loses beyond what the request itself costs; a negative one beside a UA far below the Gold Standard's is a "
+               "method that kept the requested samples. Budgets are fractions of the training set."
                + (" " + ", ".join(_label(r) for r in started) + " unlearns from an ensemble of its own, trained on the same "
                   "data (its TA before deletion is in the TA table): its damage is measured from that ensemble, and its "
                   "excess damage includes what the ensemble costs against one model." if started else ""))
