@@ -170,6 +170,9 @@ def test_heal_table_says_how_many_seeds_each_variant_averages():
     records = [heal_rec(s, "retrain", v) for s in (0, 1, 2) for v in (None, "main")] + [heal_rec(0, "retrain", "extra")]
     assert "| main (3 seeds) | extra (1 seed) |" in heal_report(records)
     assert "| main |" in heal_report([r for r in records if r["variant"] != "extra"])
+    assert "forgotten (UA" not in heal_report(records), "records without UA get no UA table"
+    with_ua = [{**r, "metrics": {**r["metrics"], "UA": 50.0 + r["seed"]}} for r in records if r["variant"] != "extra"]
+    assert "| Gold Standard (retrain) | 51.00 ± 2.48 | 51.00 ± 2.48 |" in heal_report(with_ua)
 
 
 def test_damage_table_shows_how_much_of_the_request_each_row_forgot():

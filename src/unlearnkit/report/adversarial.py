@@ -206,7 +206,7 @@ def plot_damage(records: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def heal_report(records: list[dict[str, Any]]) -> str:
-    """Healed TA per method × variant next to the Gold Standard and the unlearned model; the
+    """Healed TA (and UA) per method × variant next to the Gold Standard and the unlearned model; the
     difference to the Gold Standard; healing time over retraining time; twin-index build time."""
     ok = distinguish_variants([r for r in records if r.get("status") == "ok"], "method")
     if not ok:
@@ -229,6 +229,15 @@ def heal_report(records: list[dict[str, Any]]) -> str:
         gold = fmt([r["ta_gold"] for r in cell[(m, None)]])
         out.append(f"| {_label(m)} | {gold} | {fmt([r['metrics']['TA'] for r in cell[(m, None)]])} | "
                    + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(m, v)]]) for v in variants) + " |")
+    if any("UA" in r["metrics"] for r in ok):  # records from before UA was recorded have none
+        def ua(rs: list[dict[str, Any]]) -> str:
+            values = [r["metrics"]["UA"] for r in rs if "UA" in r["metrics"]]
+            return fmt(values) if values else "—"
+        out.append("\n#### The requested samples forgotten (UA = 100 − their accuracy, %; against the Gold Standard healed "
+                   "the same way)\n\n| Method | after unlearning | "
+                   + " | ".join(label[v] for v in variants) + " |\n|---|" + "---|" * (len(variants) + 1))
+        for m in methods:
+            out.append(f"| {_label(m)} | {ua(cell[(m, None)])} | " + " | ".join(ua(cell[(m, v)]) for v in variants) + " |")
     out.append("\n#### Healed TA − Gold Standard TA (points; the target is ≥ −0.5)\n\n| Method | after unlearning | "
                + " | ".join(label[v] for v in variants) + " |\n|---|" + "---|" * (len(variants) + 1))
     for m in methods:
