@@ -40,3 +40,20 @@ def test_a_run_rebuilds_an_added_later_field_at_its_old_value(tmp_path):
     assert "class_epoch_share" not in rows["null"]["params"] and rows["named"]["params"]["class_epoch_share"] == 0.2
     assert rows["null"]["metrics"] == rows["named"]["metrics"]
     assert rows["null"]["metrics"] != rows["default"]["metrics"]
+
+
+def test_a_report_labels_a_left_out_field_at_the_value_it_ran_at():
+    """A record at a field's old value leaves the key out; beside today's default its row is labelled
+    with that old value, not ``None`` (SCRUB's class_stop_judge: "train" before it existed)."""
+    from unlearnkit.report.table import distinguish_variants
+
+    def rec(judge):
+        params = method_params(create_method("scrub", class_stop_judge=judge), class_wise=True)
+        return {"experiment": "e", "row": "scrub", "method": "scrub", "seed": 0, "params": params}
+    old, new = rec("train"), rec("eval")
+    assert "class_stop_judge" not in old["params"]
+    assert [r["row"] for r in distinguish_variants([new, old])] == [
+        "scrub (class_stop_judge=eval)", "scrub (class_stop_judge=train)"]
+    from unlearnkit.methods.base import params_as_run
+    assert params_as_run("retrain", {"epoch_share": 1.0}) == {"epoch_share": 1.0}  # no method of that name
+    assert params_as_run(None, {}) == {}

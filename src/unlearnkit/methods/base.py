@@ -157,12 +157,20 @@ def method_params(method: Unlearner, class_wise: bool | None = None) -> dict[str
             if k not in skip and not (k in same_as_before and v == same_as_before[k])}
 
 
+def params_as_run(name: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """A record's or a row's ``params`` (what :func:`method_params` wrote) with each field of the
+    class's ``added_later`` that they leave out at the value that does what the method did before
+    it existed: the setting the record ran at. Names no method is registered under (retrain, SISA
+    rows of other recipes) keep their params as they are."""
+    cls = METHODS.get(name) if name in METHODS else None
+    return {**getattr(cls, "added_later", {}), **params}
+
+
 def method_from_params(name: str, params: dict[str, Any]) -> Unlearner:
-    """Rebuild a method from a record's or a row's ``params`` (what :func:`method_params` wrote): a
-    field of the class's ``added_later`` that the params leave out takes the value that does what the
-    method did before it existed, not today's default (a record made before it, or with that value,
-    left it out). ``create_method`` alone would run today's default under the old record's key."""
-    return create_method(name, **{**getattr(METHODS.get(name), "added_later", {}), **params})
+    """Rebuild a method from a record's or a row's ``params`` (:func:`params_as_run`): a field that a
+    record made before it (or with its old value) left out runs at that old value, not at today's
+    default, which ``create_method`` alone would run under the old record's key."""
+    return create_method(name, **params_as_run(name, params))
 
 
 def code_digest(method: Unlearner) -> str | None:

@@ -190,8 +190,10 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
     """The hyperparameters that make a row what it is: a selected row's chosen point is left out,
     since choosing it per workload is the row's protocol (its notes print the point)."""
+    from ..methods.base import params_as_run  # a field a record leaves out is labelled at the value it ran at
+
     chosen = (record.get("selection") or {}).get("point", {})
-    return {k: v for k, v in record.get("params", {}).items() if k not in chosen}
+    return {k: v for k, v in params_as_run(record.get("method"), record.get("params", {})).items() if k not in chosen}
 
 
 def current_audit(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
