@@ -81,12 +81,16 @@ def _beyond_random(cell: dict[tuple, list[dict]], rows: list[str], strategies: l
     return out
 
 
+def _uas(records: list[dict[str, Any]]) -> list[float]:
+    """The UA of each record that has one (records from before UA was recorded have none)."""
+    return [r["metrics"]["UA"] for r in records if "UA" in r["metrics"]]
+
+
 def _forgotten(cell: dict[tuple, list[dict]], rows: list[str], strategies: list[str], b: float, head: str,
                n: dict[Any, int]) -> list[str]:
     """UA per row × strategy: a method that keeps the requested samples keeps the TA they give, so a
     negative excess damage can mean "did not unlearn"; UA beside the Gold Standard's tells which."""
-    ua = {(row, s): [r["metrics"]["UA"] for r in cell[(row, s, b)] if "UA" in r["metrics"]] for row in rows
-          for s in strategies}
+    ua = {(row, s): _uas(cell[(row, s, b)]) for row in rows for s in strategies}
     if not any(ua.values()):
         return []  # records from before UA was recorded
     return [f"\n#### Budget {_budget(b)}: the requested samples forgotten (UA = 100 − their accuracy, %; "
@@ -229,10 +233,9 @@ def heal_report(records: list[dict[str, Any]]) -> str:
         gold = fmt([r["ta_gold"] for r in cell[(m, None)]])
         out.append(f"| {_label(m)} | {gold} | {fmt([r['metrics']['TA'] for r in cell[(m, None)]])} | "
                    + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(m, v)]]) for v in variants) + " |")
-    if any("UA" in r["metrics"] for r in ok):  # records from before UA was recorded have none
+    if _uas(ok):
         def ua(rs: list[dict[str, Any]]) -> str:
-            values = [r["metrics"]["UA"] for r in rs if "UA" in r["metrics"]]
-            return fmt(values) if values else "—"
+            return fmt(_uas(rs)) if _uas(rs) else "—"
         out.append("\n#### The requested samples forgotten (UA = 100 − their accuracy, %; against the Gold Standard healed "
                    "the same way)\n\n| Method | after unlearning | "
                    + " | ".join(label[v] for v in variants) + " |\n|---|" + "---|" * (len(variants) + 1))
