@@ -171,20 +171,14 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
     A folder may hold records of one method under several settings (a rerun after a default
     changed); averaging them together would mix two different methods in one row.
     """
+    own = [_setting(r) for r in records]  # once per record
     variants: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in records:
-        setting = _setting(r)
+    for r, setting in zip(records, own):
         variants[r[field]][json.dumps(setting, sort_keys=True)] = setting
-    out = []
-    for r in records:
-        settings = list(variants[r[field]].values())
-        if len(settings) == 1:
-            out.append(r)
-            continue
-        differing = sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
-        own = _setting(r)
-        out.append({**r, field: f"{r[field]} ({', '.join(f'{k}={own.get(k)}' for k in differing)})"})
-    return out
+    differing = {row: sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
+                 for row, settings in ((row, list(v.values())) for row, v in variants.items()) if len(settings) > 1}
+    return [{**r, field: f"{r[field]} ({', '.join(f'{k}={setting.get(k)}' for k in differing[r[field]])})"}
+            if r[field] in differing else r for r, setting in zip(records, own)]
 
 
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
