@@ -60,3 +60,14 @@ def toy_class_split(toy_base):
 @pytest.fixture(scope="session")
 def toy_random_split(toy_base):
     return toy_split(toy_base, ForgetRequest(scenario="random", fraction=0.1))
+
+
+@pytest.fixture(scope="session")
+def toy_trace_split(toy_class_split):
+    """An ID request for all of class 1 but one sample, which D_r keeps (what the ``class`` damage
+    strategy asks): not class-wise, though a retrain could not learn the class."""
+    import dataclasses
+    split = toy_class_split
+    left = split.forget.take(slice(0, 1))
+    return dataclasses.replace(split, retain=split.retain.union(left), forget=split.forget.take(slice(1, None)),
+                               forget_class=None)

@@ -73,6 +73,9 @@ def _without(ids: Tensor, drop: Tensor) -> Tensor:
     return ids[~torch.isin(ids, drop)]
 
 
+TRACE_SHARE = 0.01  # D_r keeping under 1% of a class D_f takes keeps only a trace of it (ForgetSplit.trace_classes)
+
+
 @dataclass(frozen=True, eq=False)
 class ForgetSplit:
     """What an unlearning method receives: D_r, D_f, D_v, D_test and the original training budget.
@@ -93,6 +96,19 @@ class ForgetSplit:
     @property
     def train(self) -> Samples:
         return self.retain.union(self.forget)
+
+    def trace_classes(self) -> list[int]:
+        """Classes D_f takes of which D_r keeps only a trace: at most one sample, or under
+        :data:`TRACE_SHARE` of the class's training samples. Class-wise: the forgotten class.
+
+        The request-level checks refuse to empty a class an ID request does not name, so the
+        ``class`` damage strategy leaves one sample of its class; a retrain on D_r cannot learn
+        that class from it (the gold standard's UA on such requests is 100 on W1), so GA's
+        stopping target and FF's head rows treat these classes as forgotten whole."""
+        kept = torch.bincount(self.retain.labels, minlength=self.num_classes)
+        taken = torch.bincount(self.forget.labels, minlength=self.num_classes)
+        trace = (taken > 0) & ((kept <= 1) | (kept < TRACE_SHARE * (kept + taken)))
+        return torch.nonzero(trace).squeeze(1).tolist()
 
 
 def forget_split(base: BaseSplit, test: Samples, forget_ids: Tensor, budget: TrainConfig,

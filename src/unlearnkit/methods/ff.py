@@ -60,6 +60,8 @@ class FisherForgetting(RetainBackoff):
     1/F are their clamps. Class-wise (``class_rows``, on by default) also as in both codes: the
     forgotten class's head row and bias are redrawn around 0 with a small variance — Fisher noise
     alone cannot reach a whole class without reaching D_r (docs/results.md, "A small workload").
+    With ``trace_as_absent`` (ours) so is the row of each class an ID request leaves only a trace of
+    in D_r (:meth:`~unlearnkit.data.splits.ForgetSplit.trace_classes`; the ``class`` damage strategy).
     Chosen here: the Fisher on ``num_samples`` random samples of D_r (all of D_r costs far more for
     the same noise shape) and ``alpha`` on W1's validation split. Pruned weights get no noise.
     Retain guard (:class:`~unlearnkit.methods.backoff.RetainBackoff`, in neither paper): noise that
@@ -77,6 +79,8 @@ class FisherForgetting(RetainBackoff):
     variance_cap: float = 1e3  # clamp on 1/F outside the head
     head_variance_cap: float = 1e2  # clamp on 1/F in the classifier head
     class_rows: bool = True  # class-wise: the forgotten class's head row and bias redrawn around 0
+    trace_as_absent: bool = True  # class_rows acts on each class D_r keeps only a trace of, too
+    added_later: ClassVar[dict[str, bool]] = {"trace_as_absent": False}  # records before it keep their keys
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"ff.alpha must be > 0, got {self.alpha}")
@@ -91,14 +95,15 @@ class FisherForgetting(RetainBackoff):
         std = fisher_noise_std(new, fisher, self.alpha, cap=self.variance_cap, head_cap=self.head_variance_cap)
         params = dict(new.named_parameters())
         start = {name: p.detach().clone() for name, p in params.items()}
-        heads = head_names(new) if self.class_rows and split.forget_class is not None else set()
+        gone = self.classes_to_redraw(split)
+        heads = head_names(new) if gone else set()
         class_rows = {name for name in heads if params[name].shape[0] == split.num_classes}
         noise = {}
         for name, p in params.items():  # one draw, in the order the unguarded code drew it
             if name in std:
                 if name in class_rows:
                     std[name] = std[name].clone()
-                    std[name][split.forget_class] = (CLASS_ROW_VARIANCE * HEAD_AND_BIAS_BOOST) ** 0.5
+                    std[name][gone] = (CLASS_ROW_VARIANCE * HEAD_AND_BIAS_BOOST) ** 0.5
                 noise[name] = std[name] * torch.randn(p.shape, generator=generator).to(p.device)
 
         def apply(scale: float) -> None:  # variance × scale, so the noise × sqrt(scale)
@@ -107,9 +112,17 @@ class FisherForgetting(RetainBackoff):
                     p.copy_(start[name])
                     if name in noise:
                         p.add_(noise[name], alpha=scale**0.5)
-                    if name in class_rows:  # the forgotten class's row: redrawn around 0, never scaled
-                        p[split.forget_class] = noise[name][split.forget_class] if name in noise else 0.0
+                    if name in class_rows:  # a forgotten class's row: redrawn around 0, never scaled
+                        p[gone] = noise[name][gone] if name in noise else 0.0
             apply_masks(new)
 
         self.back_off(new, split, apply, generator=generator, what="ff: the noise")
         return new
+
+    def classes_to_redraw(self, split: ForgetSplit) -> list[int]:
+        """The classes whose head rows ``class_rows`` redraws on ``split`` (none when it is off)."""
+        if not self.class_rows:
+            return []
+        if self.trace_as_absent:
+            return split.trace_classes()
+        return [split.forget_class] if split.forget_class is not None else []

@@ -29,15 +29,18 @@ ABSENT_CLASS_SLACK = 0.1  # stop a class's ascent at 10% accuracy rather than 0:
 # of a class take the largest pushes, and pushing them costs D_r more than it gains (UA >= 90 counts as forgotten)
 
 
-def stopping_accuracy(model: nn.Module, split: ForgetSplit) -> float:
+def stopping_accuracy(model: nn.Module, split: ForgetSplit, *, trace_as_absent: bool = True) -> float:
     """The accuracy (0–1) at which D_f looks unseen, estimated without an oracle or the test set.
 
     A forget sample whose class D_r still holds counts at ``model``'s D_v accuracy on that class (D_v
     is unseen data of the same distribution; its overall accuracy where D_v lacks the class); one
     whose class D_r lacks counts :data:`ABSENT_CLASS_SLACK` (a model never shown the class cannot
-    name it: 0, plus a slack)."""
+    name it: 0, plus a slack). ``trace_as_absent``: a class D_r keeps only a trace of
+    (:meth:`ForgetSplit.trace_classes`) counts as lacking too."""
     kept = torch.zeros(split.num_classes, dtype=torch.bool)
     kept[torch.unique(split.retain.labels)] = True
+    for c in split.trace_classes() if trace_as_absent else ():
+        kept[c] = False
     per_class = torch.full((split.num_classes,), ABSENT_CLASS_SLACK)
     forget_classes = torch.unique(split.forget.labels).tolist()
     if any(kept[c] for c in forget_classes):  # D_v is read only where a forget class is still held
@@ -80,7 +83,7 @@ class GradientAscent:
     nothing (a small D_f gives a handful of steps) and diverging (a large one gives hundreds). Here
     it stops by a rule instead: after every step, the accuracy on ``check_samples`` of D_f is
     compared with :func:`stopping_accuracy` (the original's D_v accuracy on D_f's classes; for a
-    class D_r no longer holds, 0 plus a slack), and ascent ends once it is reached. ``epochs`` (passes over D_f) only
+    class D_r no longer holds, or keeps only a trace of, 0 plus a slack), and ascent ends once it is reached. ``epochs`` (passes over D_f) only
     caps the run; ``lr_share`` × the original lr, constant. Retain guard (in neither paper): after
     every step the accuracy on ``check_samples`` of D_r is measured too; a step that costs more than
     ``retain_guard`` points of it against the original is undone and ascent ends there (on a memorising
@@ -95,6 +98,8 @@ class GradientAscent:
     lr_share: float = 0.02  # lr, × the original lr
     check_samples: int = 512  # D_f samples the stopping rule evaluates after each step (and D_r samples the guard does)
     retain_guard: float = 8.0  # largest D_r accuracy drop a step may leave, in points (inside the run's collapse guard of 10); 0 = off
+    trace_as_absent: bool = True  # a class D_r keeps only a trace of (ForgetSplit.trace_classes) is a class to forget whole
+    added_later: ClassVar[dict[str, bool]] = {"trace_as_absent": False}  # records before it keep their keys
 
     def __post_init__(self) -> None:
         check(positive(self.epochs), f"ga.epochs must be > 0, got {self.epochs}")
@@ -106,7 +111,7 @@ class GradientAscent:
 
     def unlearn(self, model: nn.Module, split: ForgetSplit, *, generator: torch.Generator) -> nn.Module:
         new = fresh_copy(model)
-        target = stopping_accuracy(new, split)
+        target = stopping_accuracy(new, split, trace_as_absent=self.trace_as_absent)
         probe: Samples = split.forget.capped(self.check_samples, generator=generator)
         guard = self._retain_guard(new, split, generator) if self.retain_guard else None
 

@@ -1,0 +1,63 @@
+"""A class an ID request leaves only a trace of in D_r counts as forgotten whole (GA's target, FF's rows)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from unlearnkit.data.splits import TRACE_SHARE
+from unlearnkit.methods import create_method
+from unlearnkit.methods.base import method_params, params_as_run
+from unlearnkit.methods.ga import ABSENT_CLASS_SLACK, stopping_accuracy
+from unlearnkit.training.evaluate import predict_logits
+
+
+def test_trace_classes_are_the_classes_d_r_keeps_at_most_one_sample_of(toy_class_split, toy_random_split,
+                                                                        toy_trace_split):
+    assert toy_class_split.trace_classes() == [toy_class_split.forget_class]
+    assert toy_trace_split.trace_classes() == [1]
+    assert toy_random_split.trace_classes() == []
+    in_class = int((toy_class_split.forget.labels == 1).sum())
+    enough = max(2, math.ceil(TRACE_SHARE * in_class))  # 3 of the toy class's 225
+
+    def keeping(k):
+        return dataclasses.replace(toy_class_split, forget_class=None,
+                                   retain=toy_class_split.retain.union(toy_class_split.forget.take(slice(0, k))),
+                                   forget=toy_class_split.forget.take(slice(k, None)))
+    assert keeping(enough).trace_classes() == []
+    assert keeping(enough - 1).trace_classes() == [1]
+
+
+def test_ga_targets_the_slack_on_a_class_left_as_a_trace(toy_original, toy_trace_split):
+    split = toy_trace_split
+    assert stopping_accuracy(toy_original, split) == pytest.approx(ABSENT_CLASS_SLACK)
+    pred = predict_logits(toy_original, split.val).argmax(1)
+    val_class = float((pred[split.val.labels == 1] == 1).float().mean())
+    assert stopping_accuracy(toy_original, split, trace_as_absent=False) == pytest.approx(val_class)
+    assert val_class > 0.5  # the old target: GA stopped once D_f looked like unseen data of a held class
+
+
+def test_ga_forgets_a_class_left_as_a_trace(toy_original, toy_trace_split):
+    from unlearnkit.training.evaluate import sample_accuracy
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    now = create_method("ga").unlearn(toy_original, toy_trace_split, generator=g())
+    before = create_method("ga", trace_as_absent=False).unlearn(toy_original, toy_trace_split, generator=g())
+    assert sample_accuracy(now, toy_trace_split.forget) < sample_accuracy(before, toy_trace_split.forget) - 20
+
+
+@pytest.mark.parametrize("trace_as_absent", [True, False])
+def test_ff_redraws_the_head_row_of_a_class_left_as_a_trace(toy_original, toy_trace_split, trace_as_absent):
+    out = create_method("ff", trace_as_absent=trace_as_absent).unlearn(
+        toy_original, toy_trace_split, generator=torch.Generator().manual_seed(0))
+    row = out.head.weight[1].detach()
+    assert bool(row.abs().max() < 0.15 and out.head.bias[1].abs() < 0.15) == trace_as_absent
+    assert create_method("ff", class_rows=False).classes_to_redraw(toy_trace_split) == []
+
+
+@pytest.mark.parametrize("name", ["ga", "ff"])
+def test_records_from_before_the_knob_read_as_its_old_setting(name):
+    assert method_params(create_method(name))["trace_as_absent"] is True
+    assert "trace_as_absent" not in method_params(create_method(name, trace_as_absent=False))
+    assert params_as_run(name, {})["trace_as_absent"] is False
