@@ -39,8 +39,8 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit, *, trace_as_absent: 
     (:meth:`ForgetSplit.trace_classes`) counts as lacking too."""
     kept = torch.zeros(split.num_classes, dtype=torch.bool)
     kept[torch.unique(split.retain.labels)] = True
-    for c in split.trace_classes() if trace_as_absent else ():
-        kept[c] = False
+    if trace_as_absent:
+        kept[split.trace_classes()] = False
     per_class = torch.full((split.num_classes,), ABSENT_CLASS_SLACK)
     forget_classes = torch.unique(split.forget.labels).tolist()
     if any(kept[c] for c in forget_classes):  # D_v is read only where a forget class is still held

@@ -235,7 +235,8 @@ def heal_report(records: list[dict[str, Any]]) -> str:
                    + " | ".join(fmt([r["metrics"]["TA"] for r in cell[(m, v)]]) for v in variants) + " |")
     if _uas(ok):
         def ua(rs: list[dict[str, Any]]) -> str:
-            return fmt(_uas(rs)) if _uas(rs) else "—"
+            values = _uas(rs)
+            return fmt(values) if values else "—"
         out.append("\n#### The requested samples forgotten (UA = 100 − their accuracy, %; against the Gold Standard healed "
                    "the same way)\n\n| Method | after unlearning | "
                    + " | ".join(label[v] for v in variants) + " |\n|---|" + "---|" * (len(variants) + 1))

@@ -175,8 +175,11 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
     variants: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r, setting in zip(records, own):
         variants[r[field]][json.dumps(setting, sort_keys=True)] = setting
-    differing = {row: sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
-                 for row, settings in ((row, list(v.values())) for row, v in variants.items()) if len(settings) > 1}
+    differing = {}  # row -> the keys its settings differ in, for rows with more than one setting
+    for row, by_json in variants.items():
+        settings = list(by_json.values())
+        if len(settings) > 1:
+            differing[row] = sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
     return [{**r, field: f"{r[field]} ({', '.join(f'{k}={setting.get(k)}' for k in differing[r[field]])})"}
             if r[field] in differing else r for r, setting in zip(records, own)]
 
