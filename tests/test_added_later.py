@@ -57,3 +57,27 @@ def test_a_report_labels_a_left_out_field_at_the_value_it_ran_at():
     from unlearnkit.methods.base import params_as_run
     assert params_as_run("retrain", {"epoch_share": 1.0}) == {"epoch_share": 1.0}  # no method of that name
     assert params_as_run(None, {}) == {}
+
+
+def test_an_id_request_row_from_before_the_trace_rule_is_labelled_by_it_alone():
+    """An ID-request record of SCRUB made before ``trace_as_absent`` leaves out the class-only knobs
+    too; beside today's record the label names the knobs added later at their old values, not
+    ``class_mask_teacher=None``.
+    Settings those keys cannot tell apart are labelled by every differing key."""
+    from unlearnkit.report.table import distinguish_variants
+
+    def rec(**knobs):
+        params = method_params(create_method("scrub", **knobs), class_wise=False)
+        return {"experiment": "e", "row": "scrub", "method": "scrub", "seed": 0, "params": params}
+    old, new = rec(trace_as_absent=False), rec()
+    assert "class_mask_teacher" not in old["params"] and new["params"]["class_mask_teacher"] is True
+    assert [r["row"] for r in distinguish_variants([new, old])] == [  # both added later: old values
+        "scrub (class_stop_judge=eval, trace_as_absent=True)", "scrub (class_stop_judge=train, trace_as_absent=False)"]
+    unmasked = rec(class_mask_teacher=False)
+    assert [r["row"] for r in distinguish_variants([new, old, unmasked])] == [
+        "scrub (class_mask_teacher=True, class_stop_judge=eval, trace_as_absent=True)",
+        "scrub (class_mask_teacher=None, class_stop_judge=train, trace_as_absent=False)",
+        "scrub (class_mask_teacher=False, class_stop_judge=eval, trace_as_absent=True)"]
+    bare = {**new, "params": {k: v for k, v in new["params"].items() if k != "class_mask_teacher"}}
+    assert [r["row"] for r in distinguish_variants([new, bare])] == [  # they differ in that key alone
+        "scrub (class_mask_teacher=True)", "scrub (class_mask_teacher=None)"]

@@ -121,7 +121,7 @@ def test_scrub_max_steps_stop_after_msteps(toy_original, toy_class_split, msteps
 
 
 def test_distill_kl_without_a_class_is_the_kl_to_the_renormalised_teacher():
-    """``drop_class``: the target is the teacher's softened distribution over the other classes,
+    """``drop_classes``: the target is the teacher's softened distribution over the other classes,
     renormalised; the student keeps all its classes (mass on the dropped one is what the KL penalises)."""
     from unlearnkit.methods.scrub import distill_kl
 
@@ -131,21 +131,23 @@ def test_distill_kl_without_a_class_is_the_kl_to_the_renormalised_teacher():
     p = torch.softmax(teacher[:, keep] / t, dim=1)
     log_q = torch.log_softmax(student / t, dim=1)[:, keep]
     direct = (p * (p.log() - log_q)).sum(1).mean() * t * t
-    torch.testing.assert_close(distill_kl(student, teacher, t, drop_class=c), direct)
-    assert torch.isfinite(distill_kl(student, teacher, t, drop_class=c))
-    torch.testing.assert_close(distill_kl(student, teacher, t), distill_kl(student, teacher, t, drop_class=None))
+    torch.testing.assert_close(distill_kl(student, teacher, t, drop_classes=[c]), direct)
+    assert torch.isfinite(distill_kl(student, teacher, t, drop_classes=[c]))
+    torch.testing.assert_close(distill_kl(student, teacher, t), distill_kl(student, teacher, t, drop_classes=()))
 
 
 def test_scrub_masks_the_teacher_only_class_wise(toy_original, toy_random_split):
-    """``class_mask_teacher`` acts on class-wise requests only: a random request's model and record
-    key do not depend on it."""
+    """``class_mask_teacher`` acts on requests with a class to forget whole only: a random request's
+    model does not depend on it. Its ID-request key carries it only with ``trace_as_absent`` (it acts
+    on an ID request that leaves a class a trace); without, the key is the one of records before it."""
     from unlearnkit.methods.base import method_params
 
     g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
     on, off = (create_method("scrub", class_mask_teacher=v, epoch_share=0.2) for v in (True, False))
     a, b = (m.unlearn(toy_original, toy_random_split, generator=g()) for m in (on, off))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
-    assert "class_mask_teacher" not in method_params(on, class_wise=False)
+    assert method_params(on, class_wise=False)["class_mask_teacher"] is True
+    assert "class_mask_teacher" not in method_params(create_method("scrub", trace_as_absent=False), class_wise=False)
     assert method_params(on, class_wise=True)["class_mask_teacher"] is True
 
 

@@ -1,4 +1,5 @@
-"""A class an ID request leaves only a trace of in D_r counts as forgotten whole (GA's target, FF's rows)."""
+"""A class an ID request leaves only a trace of in D_r counts as forgotten whole (GA's target, FF's rows,
+SCRUB's masked teacher and ascent stop, l1-sparse's class budget)."""
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,69 @@ def test_ff_redraws_the_head_row_of_a_class_left_as_a_trace(toy_original, toy_tr
     assert create_method("ff", class_rows=False).classes_to_redraw(toy_trace_split) == []
 
 
-@pytest.mark.parametrize("name", ["ga", "ff"])
+def test_forgotten_classes_add_the_trace_classes_only_when_asked(toy_class_split, toy_random_split, toy_trace_split):
+    for on in (True, False):
+        assert toy_class_split.forgotten_classes(on) == [toy_class_split.forget_class]
+        assert toy_random_split.forgotten_classes(on) == []
+    assert toy_trace_split.forgotten_classes(True) == [1]
+    assert toy_trace_split.forgotten_classes(False) == []
+
+
+def test_scrub_masks_and_judges_a_class_left_as_a_trace(toy_original, toy_trace_split, monkeypatch):
+    """With ``trace_as_absent`` SCRUB's min-step KL drops the trace class from the teacher and its
+    ascent stops at the absent-class slack, as class-wise; without, neither acts (records before it)."""
+    import unlearnkit.methods.scrub as scrub
+
+    drops, stops = [], []
+    real_kl = scrub.distill_kl
+
+    def kl(student, teacher, temperature, drop_classes=()):
+        drops.append(list(drop_classes))
+        return real_kl(student, teacher, temperature, drop_classes)
+
+    def looks_unseen(model, x, y, stop):
+        stops.append(stop)
+        return False
+
+    monkeypatch.setattr(scrub, "distill_kl", kl)
+    monkeypatch.setattr(scrub, "batch_looks_unseen", looks_unseen)
+    for on in (True, False):
+        drops.clear()
+        stops.clear()
+        create_method("scrub", trace_as_absent=on, rounds=1, msteps=1, min_forget_steps=1).unlearn(
+            toy_original, toy_trace_split, generator=torch.Generator().manual_seed(0))
+        assert ([1] in drops) == on
+        assert bool(stops) == on and all(s == pytest.approx(ABSENT_CLASS_SLACK) for s in stops)
+
+
+def test_scrub_forgets_a_class_left_as_a_trace(toy_original, toy_trace_split):
+    from unlearnkit.training.evaluate import sample_accuracy
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    now = create_method("scrub").unlearn(toy_original, toy_trace_split, generator=g())
+    before = create_method("scrub", trace_as_absent=False).unlearn(toy_original, toy_trace_split, generator=g())
+    assert sample_accuracy(now, toy_trace_split.forget) < sample_accuracy(before, toy_trace_split.forget) - 20
+    assert sample_accuracy(now, toy_trace_split.retain) > 90
+
+
+def test_l1_sparse_runs_its_class_budget_on_a_class_left_as_a_trace(toy_trace_split, toy_random_split):
+    from unlearnkit.methods.base import for_split, share_budget
+    on, off = create_method("l1-sparse"), create_method("l1-sparse", trace_as_absent=False)
+    epochs = toy_trace_split.budget.epochs
+    assert share_budget(on, toy_trace_split).epochs == pytest.approx(epochs * on.class_epoch_share)
+    assert share_budget(off, toy_trace_split).epochs == pytest.approx(epochs * off.epoch_share)
+    assert for_split(on, "gamma", toy_trace_split) == on.class_gamma
+    assert for_split(on, "gamma", toy_random_split) == on.gamma  # a random request has no trace class
+
+
+def test_class_only_knobs_are_keyed_on_id_requests_once_they_act_there():
+    for name in ("scrub", "l1-sparse"):
+        cls_only = type(create_method(name)).class_only
+        assert set(cls_only) <= set(method_params(create_method(name), class_wise=False))
+        assert not set(cls_only) & set(method_params(create_method(name, trace_as_absent=False), class_wise=False))
+    assert "class_lr_share" not in method_params(create_method("ft"), class_wise=False)  # no trace rule: as before
+
+
+@pytest.mark.parametrize("name", ["ga", "ff", "scrub", "l1-sparse"])
 def test_records_from_before_the_knob_read_as_its_old_setting(name):
     assert method_params(create_method(name))["trace_as_absent"] is True
     assert "trace_as_absent" not in method_params(create_method(name, trace_as_absent=False))

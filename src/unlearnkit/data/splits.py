@@ -110,6 +110,14 @@ class ForgetSplit:
         trace = (taken > 0) & ((kept <= 1) | (kept < TRACE_SHARE * (kept + taken)))
         return torch.nonzero(trace).squeeze(1).tolist()
 
+    def forgotten_classes(self, trace_as_absent: bool) -> list[int]:
+        """The classes a method forgets whole on this split: the class a class-wise request names,
+        and with ``trace_as_absent`` each class an ID request leaves only a trace of
+        (:meth:`trace_classes`). The one home of that choice (GA, FF, SCRUB, l1-sparse)."""
+        if trace_as_absent:
+            return self.trace_classes()
+        return [self.forget_class] if self.forget_class is not None else []
+
 
 def forget_split(base: BaseSplit, test: Samples, forget_ids: Tensor, budget: TrainConfig,
                  forget_class: int | None = None) -> ForgetSplit:

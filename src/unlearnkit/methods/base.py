@@ -92,12 +92,19 @@ def knob_acts(method: str, name: str, class_wise: bool) -> bool:
     return not (class_wise and f"class_{name}" in {f.name for f in dataclasses.fields(METHODS.get(method))})
 
 
+def acts_class_wise(method: Unlearner, split: ForgetSplit) -> bool:
+    """Whether ``method`` treats ``split`` as a class-wise request: it names a class, or (for a method
+    whose ``trace_as_absent`` is on) D_f takes a class D_r keeps only a trace of
+    (:meth:`~unlearnkit.data.splits.ForgetSplit.forgotten_classes`)."""
+    return bool(split.forgotten_classes(getattr(method, "trace_as_absent", False)))
+
+
 def for_split(method: Unlearner, name: str, split: ForgetSplit) -> Any:
-    """Hyperparameter ``name`` of ``method`` as it acts on ``split``: ``class_<name>`` on a class-wise
-    split when the method has one that is not None, else ``name`` (the convention :func:`select_grid`
-    follows; None is how a ``class_<name>`` added later says "as ``name``", e.g. l1-sparse's
-    ``class_epoch_share`` for records made before it)."""
-    if split.forget_class is not None and getattr(method, f"class_{name}", None) is not None:
+    """Hyperparameter ``name`` of ``method`` as it acts on ``split``: ``class_<name>`` on a split it
+    treats as class-wise (:func:`acts_class_wise`) when the method has one that is not None, else
+    ``name`` (the convention :func:`select_grid` follows; None is how a ``class_<name>`` added later
+    says "as ``name``", e.g. l1-sparse's ``class_epoch_share`` for records made before it)."""
+    if acts_class_wise(method, split) and getattr(method, f"class_{name}", None) is not None:
         return getattr(method, f"class_{name}")
     return getattr(method, name)
 
@@ -148,10 +155,13 @@ def method_params(method: Unlearner, class_wise: bool | None = None) -> dict[str
     With ``class_wise=False`` (a random or explicit request) the fields the class lists in
     ``class_only`` are left out: they act on class-wise requests only and were added after records
     of other requests existed, which keep their keys (as ``budget.train_identity`` does for speed).
+    A method whose ``trace_as_absent`` is on keys them on every request: they act on an ID request
+    that leaves a class only a trace (:func:`acts_class_wise`).
     A field the class lists in ``added_later`` (name → the value that does what the method did before
     the field existed) is left out while it holds that value, so the records made before it keep
     their keys; any other value is keyed."""
-    skip = set(getattr(type(method), "class_only", ())) if class_wise is False else set()
+    keyed = class_wise is not False or getattr(method, "trace_as_absent", False)
+    skip = set() if keyed else set(getattr(type(method), "class_only", ()))
     same_as_before = getattr(type(method), "added_later", {})
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(method).items()
             if k not in skip and not (k in same_as_before and v == same_as_before[k])}

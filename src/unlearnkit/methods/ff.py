@@ -121,8 +121,4 @@ class FisherForgetting(RetainBackoff):
 
     def classes_to_redraw(self, split: ForgetSplit) -> list[int]:
         """The classes whose head rows ``class_rows`` redraws on ``split`` (none when it is off)."""
-        if not self.class_rows:
-            return []
-        if self.trace_as_absent:
-            return split.trace_classes()
-        return [split.forget_class] if split.forget_class is not None else []
+        return split.forgotten_classes(self.trace_as_absent) if self.class_rows else []

@@ -54,10 +54,14 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit, *, trace_as_absent: 
     return float(per_class[split.forget.labels].mean())
 
 
-def ascent_stop_accuracy(model: nn.Module, split: ForgetSplit, on: bool) -> float | None:
+def ascent_stop_accuracy(model: nn.Module, split: ForgetSplit, on: bool, *,
+                         trace_as_absent: bool = False) -> float | None:
     """The accuracy below which a class-wise ascent (SCRUB's, NegGrad+'s ``class_ascent_stop``) leaves
-    a D_f batch alone: :func:`stopping_accuracy` when ``on`` and ``split`` is class-wise, else None."""
-    return stopping_accuracy(model, split) if on and split.forget_class is not None else None
+    a D_f batch alone: :func:`stopping_accuracy` when ``on`` and ``split`` has a class to forget whole
+    (class-wise, or with ``trace_as_absent`` an ID request leaving a class a trace), else None."""
+    if not (on and split.forgotten_classes(trace_as_absent)):
+        return None
+    return stopping_accuracy(model, split, trace_as_absent=trace_as_absent)
 
 
 def batch_looks_unseen(model: nn.Module, x: Tensor, y: Tensor, stop: float) -> bool:

@@ -41,7 +41,9 @@ class L1Sparse:
     every step, γ·(1 − t/T), so fractional budgets decay smoothly too. The budget is
     ``epoch_share`` of the original epochs at ``lr_share`` × the original lr (``class_epoch_share``
     and ``class_lr_share`` class-wise: a longer, gentler run, the one point that forgets a class
-    without collapsing on W2's ResNet as well as on W1), constant as in their code. ``gamma`` (random requests) and ``class_gamma``
+    without collapsing on W2's ResNet as well as on W1), constant as in their code. With
+    ``trace_as_absent`` (ours) the class-wise budget and ``class_gamma`` also run on an ID request that
+    leaves a class only a trace in D_r (ForgetSplit.trace_classes; the ``class`` damage strategy). ``gamma`` (random requests) and ``class_gamma``
     (class-wise splits) were chosen on W1's validation split; γ = 0 is plain FT. Pruned weights stay
     at zero (train() holds the masks).
     docs/results.md, "Where the defaults come from".
@@ -53,7 +55,7 @@ class L1Sparse:
     # what `run --select` tries (base.py): 4 points for either kind of request
 
     class_only: ClassVar[tuple[str, ...]] = ("class_lr_share", "class_epoch_share")  # left out of other requests' keys
-    added_later: ClassVar[dict[str, None]] = {"class_epoch_share": None}  # records before it keep their keys
+    added_later: ClassVar[dict[str, object]] = {"class_epoch_share": None, "trace_as_absent": False}  # records before them keep their keys
 
     gamma: float = 1e-3  # l1 weight at the first step (random requests)
     class_gamma: float = 2e-3  # the same when the split is class-wise
@@ -61,6 +63,7 @@ class L1Sparse:
     lr_share: float = 0.1  # constant lr, × the original lr
     class_lr_share: float = 0.1  # the same when the split is class-wise
     class_epoch_share: float | None = 0.5  # epoch_share when the split is class-wise (None: epoch_share)
+    trace_as_absent: bool = True  # an ID request leaving a class only a trace in D_r runs as class-wise
 
     def __post_init__(self) -> None:
         check(self.gamma >= 0 and math.isfinite(self.gamma), f"l1-sparse.gamma must be >= 0, got {self.gamma}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,17 +22,17 @@ from .ga import ascent_stop_accuracy, batch_looks_unseen
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
-               drop_class: int | None = None) -> Tensor:
+               drop_classes: Sequence[int] = ()) -> Tensor:
     """KL(teacher ‖ student) of the temperature-softened outputs, × T², averaged over the batch.
-    ``drop_class``: the teacher's softened distribution renormalised without that class, so the
-    sum runs over the other classes only (the student keeps all its classes: mass on the dropped
-    one is what the KL penalises). Never 0 · log 0, however far the student pushes that class down."""
+    ``drop_classes``: the teacher's softened distribution renormalised without those classes, so the
+    sum runs over the other classes only (the student keeps all its classes: mass on a dropped
+    one is what the KL penalises). Never 0 · log 0, however far the student pushes them down."""
     t = temperature
     log_q = F.log_softmax(student_logits / t, dim=1)
-    if drop_class is None:
+    if not drop_classes:
         log_p = F.log_softmax(teacher_logits / t, dim=1)
     else:
-        keep = [c for c in range(student_logits.shape[1]) if c != drop_class]
+        keep = [c for c in range(student_logits.shape[1]) if c not in drop_classes]
         log_p, log_q = F.log_softmax(teacher_logits[:, keep] / t, dim=1), log_q[:, keep]
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * t * t
 
@@ -56,7 +57,9 @@ class SCRUB:
     the min-steps taught the class back (W1 at 2,000 samples: UA 48.5); and no max-step is taken on
     a D_f batch the student already gets <= 10% right (``class_ascent_stop``, GA's stopping rule) —
     the unbounded KL ascent sent W1's logits to inf within one round once the masked min-steps had
-    moved the student off the teacher. That batch is judged in eval mode (``class_stop_judge``): in
+    moved the student off the teacher. With ``trace_as_absent`` (ours) both act on an ID request that
+    leaves a class only a trace in D_r too (ForgetSplit.trace_classes; the ``class`` damage strategy),
+    masking and judging every such class. That batch is judged in eval mode (``class_stop_judge``): in
     train mode a BatchNorm network normalises a one-class batch by its own statistics and the class
     looks forgotten before it is (ga.batch_looks_unseen; "train" is the judge of records before it).
     Not implemented: SGDA averaging (unused there) and SCRUB+R. Pruned weights stay at zero.
@@ -66,7 +69,7 @@ class SCRUB:
     weaker: ClassVar[str] = "fewer msteps or a smaller lr_share"  # how to weaken it (the collapse guard's hint)
     select_grid: ClassVar[SelectGrid] = (("lr_share", (0.02, 0.05, 0.1, 0.2)),)  # what `run --select` tries (base.py)
     class_only: ClassVar[tuple[str, ...]] = ("class_mask_teacher", "class_ascent_stop", "class_stop_judge")  # left out of other requests' keys (base.method_params)
-    added_later: ClassVar[dict[str, str]] = {"class_stop_judge": "train"}  # records before it keep their keys
+    added_later: ClassVar[dict[str, object]] = {"class_stop_judge": "train", "trace_as_absent": False}  # records before them keep their keys
 
     rounds: int = 5  # the reference's epochs
     msteps: int = 2  # rounds that start with a max-step pass over D_f
@@ -80,6 +83,7 @@ class SCRUB:
     class_mask_teacher: bool = True  # class-wise: the teacher's forgotten class masked out of the min-step KL
     class_ascent_stop: bool = True  # class-wise: no max-step on a D_f batch the student already gets <= 10% right
     class_stop_judge: str = "eval"  # the mode that batch is judged in: "eval" (as an auditor sees it) or "train"
+    trace_as_absent: bool = True  # the class_ knobs act on each class an ID request leaves only a trace of, too
 
     def __post_init__(self) -> None:
         check(self.rounds >= 1, f"scrub.rounds must be >= 1, got {self.rounds}")
@@ -104,15 +108,15 @@ class SCRUB:
         total = max(1, math.ceil(b.epochs * self.epoch_share * math.ceil(len(split.retain) / bs)))
         passes = math.ceil(self.min_forget_steps / math.ceil(len(split.forget) / self.forget_batch_size))
 
-        drop = split.forget_class if self.class_mask_teacher else None  # None unless class-wise
+        drop = split.forgotten_classes(self.trace_as_absent) if self.class_mask_teacher else []
         # GA's stopping rule, per batch: for a class D_r lacks, 10% accuracy (ga.ABSENT_CLASS_SLACK)
-        stop = ascent_stop_accuracy(model, split, self.class_ascent_stop)
+        stop = ascent_stop_accuracy(model, split, self.class_ascent_stop, trace_as_absent=self.trace_as_absent)
         eval_judge = self.class_stop_judge == "eval"
 
-        def kl(student_logits: Tensor, x: Tensor, drop_class: int | None = None) -> Tensor:
+        def kl(student_logits: Tensor, x: Tensor, drop_classes: Sequence[int] = ()) -> Tensor:
             with torch.no_grad():
                 teacher_logits = teacher(x)
-            return distill_kl(student_logits, teacher_logits, self.temperature, drop_class)
+            return distill_kl(student_logits, teacher_logits, self.temperature, drop_classes)
 
         def step(loss: Tensor, where: str) -> None:
             check_finite(loss, f"scrub {where}", config)

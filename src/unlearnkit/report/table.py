@@ -179,9 +179,24 @@ def distinguish_variants(records: list[dict[str, Any]], field: str = "row") -> l
     for row, by_json in variants.items():
         settings = list(by_json.values())
         if len(settings) > 1:
-            differing[row] = sorted({k for p in settings for k in p if any(p.get(k) != q.get(k) for q in settings)})
+            differing[row] = _differing_keys(settings)
     return [{**r, field: f"{r[field]} ({', '.join(f'{k}={setting.get(k)}' for k in differing[r[field]])})"}
             if r[field] in differing else r for r, setting in zip(records, own)]
+
+
+def _differing_keys(settings: list[dict[str, Any]]) -> list[str]:
+    """The keys that tell ``settings`` (distinct) apart, for a label: those whose values differ among
+    the settings that have them. A key only some have (a ``class_only`` knob an older ID-request
+    record left out, base.method_params) is named only where it differs among those, so a label
+    reads ``k=None`` only when it must; every differing key when that does not tell them apart."""
+    keys = {k for p in settings for k in p}
+
+    def differ(k: str, among: list[dict[str, Any]]) -> bool:
+        return len({json.dumps(p.get(k), sort_keys=True) for p in among}) > 1
+    named = sorted(k for k in keys if differ(k, [p for p in settings if k in p]))
+    if len({json.dumps([p.get(k) for k in named], sort_keys=True) for p in settings}) == len(settings):
+        return named
+    return sorted(k for k in keys if differ(k, settings))
 
 
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
