@@ -83,17 +83,20 @@ def test_an_edited_method_gets_a_new_cache_key(tmp_path, monkeypatch, toy_random
 
 
 def test_a_class_only_knob_stays_out_of_other_requests_keys(toy_random_split, toy_class_split):
-    """FT's class_lr_share acts on class-wise requests only: a random request's key and record params
-    leave it out (keys made before it existed stay valid), a class-wise one carries it."""
+    """Without its trace rule (``trace_as_absent=False``, every record before it) FT's class_lr_share
+    acts on class-wise requests only: a random request's key and record params leave it out (keys
+    made before it existed stay valid), a class-wise one carries it. With the rule it is keyed on
+    every request (test_trace_classes.py)."""
     from unlearnkit.methods import create_method, method_params
-    from unlearnkit.methods.base import cache_key_part
+    from unlearnkit.methods.base import cache_key_part, method_from_params
 
-    ft = create_method("ft")
+    ft = create_method("ft", trace_as_absent=False)
     assert "class_lr_share" not in cache_key_part(ft, toy_random_split)["params"]
-    assert cache_key_part(create_method("ft", class_lr_share=0.5), toy_random_split) == cache_key_part(ft, toy_random_split)
+    assert (cache_key_part(create_method("ft", class_lr_share=0.5, trace_as_absent=False), toy_random_split)
+            == cache_key_part(ft, toy_random_split))
     assert cache_key_part(ft, toy_class_split)["params"]["class_lr_share"] == 1.0
     assert method_params(ft, class_wise=False) == {"epoch_share": 0.2, "lr_share": 0.3}
-    assert create_method("ft", **method_params(ft, class_wise=False)) == ft  # still inverts to the same method
+    assert method_from_params("ft", method_params(ft, class_wise=False)) == ft  # still inverts to the same method
 
 
 def test_a_knob_added_later_is_keyed_only_off_the_old_behaviour():
@@ -103,5 +106,6 @@ def test_a_knob_added_later_is_keyed_only_off_the_old_behaviour():
 
     assert "class_damping" not in method_params(create_method("iu"), class_wise=True)
     assert method_params(create_method("iu", class_damping=3.0), class_wise=True)["class_damping"] == 3.0
-    assert "class_damping" not in method_params(create_method("iu", class_damping=3.0), class_wise=False)
+    old_rule = dict(trace_as_absent=False)  # records before the trace rule: class-wise knobs unkeyed on ID requests
+    assert "class_damping" not in method_params(create_method("iu", class_damping=3.0, **old_rule), class_wise=False)
     assert create_method("iu", **method_params(create_method("iu"), class_wise=True)) == create_method("iu")

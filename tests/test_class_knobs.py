@@ -76,10 +76,9 @@ def test_class_epoch_share_replaces_epoch_share_and_none_means_as_before(name, t
 
 @pytest.mark.parametrize("name", ["l1-sparse", "neggrad+"])
 def test_class_epoch_share_keys_leave_old_records_alone(name):
-    # a random request's params carry it only once it acts there (l1-sparse's trace_as_absent, test_trace_classes.py);
+    # a random request's params carry it only once it acts there (trace_as_absent, test_trace_classes.py);
     # a class-wise one carries it unless it is None (as before it existed)
-    old = {"trace_as_absent": False} if name == "l1-sparse" else {}
-    assert "class_epoch_share" not in method_params(create_method(name, **old), class_wise=False)
+    assert "class_epoch_share" not in method_params(create_method(name, trace_as_absent=False), class_wise=False)
     assert "class_epoch_share" not in method_params(create_method(name, class_epoch_share=None), class_wise=True)
     assert method_params(create_method(name, class_epoch_share=0.5), class_wise=True)["class_epoch_share"] == 0.5
     assert set(dict(select_grid(name, class_wise=True))) == {"class_lr_share", "class_epoch_share"}
@@ -91,7 +90,8 @@ def test_class_epoch_share_keys_leave_old_records_alone(name):
 def test_neggrad_ascent_stop_acts_on_class_wise_splits_only(toy_original, toy_random_split):
     assert same_model(unlearn("neggrad+", toy_original, toy_random_split, lr_share=0.3, class_ascent_stop=True),
                       unlearn("neggrad+", toy_original, toy_random_split, lr_share=0.3, class_ascent_stop=False))
-    assert "class_ascent_stop" not in method_params(create_method("neggrad+", class_ascent_stop=True), class_wise=False)
+    assert "class_ascent_stop" not in method_params(create_method("neggrad+", class_ascent_stop=True, trace_as_absent=False),
+                                                    class_wise=False)  # records before the trace rule
     assert "class_ascent_stop" not in method_params(create_method("neggrad+", class_ascent_stop=False), class_wise=True)
     assert method_params(create_method("neggrad+", class_ascent_stop=True), class_wise=True)["class_ascent_stop"] is True
 

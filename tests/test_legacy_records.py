@@ -12,10 +12,11 @@ import torch
 from unlearnkit.cli import main
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
-# FT's random-request rate changed after these records (0.1 -> 0.3, 2026-12-07): the commands pin the old one
+# FT's random-request rate changed after these records (0.1 -> 0.3, 2026-12-07) and its class rate came to act
+# on ID requests that leave a class a trace (trace_as_absent, 2026-12-08): the commands pin the old behaviour
 TINY = ["data.name=synthetic", "data.options.n_train=600", "data.options.n_test=200", "data.options.size=8",
         "data.options.noise=90", "model.options.channels=[4,8]", "model.options.hidden=16", "train.epochs=2",
-        "train.batch_size=32", "params.ft.lr_share=0.1"]
+        "train.batch_size=32", "params.ft.lr_share=0.1", "params.ft.trace_as_absent=false"]
 # GA's defaults changed after the legacy records were written (issue 19: a stopping rule and more passes), so
 # its old rows are another setting: the rerun checks leave GA out and compare every other row.
 CHANGED = {"ga"}
@@ -53,7 +54,7 @@ def lines(path: Path) -> int:
     # FT's class-wise rate changed after these records (class_lr_share): its class-wise row is another setting;
     # IU's class-wise retry came later too: turned off, IU's row is the old one
     ("run-class", ["run", *TINY, "--scenario", "class", "--forget-class", "2", "--seeds", "0", "--methods", "iu",
-                   "params.iu.retain_guard=0", "params.iu.class_retry_alpha=0"]),
+                   "params.iu.retain_guard=0", "params.iu.class_retry_alpha=0", "params.iu.trace_as_absent=false"]),
     ("damage", ["damage", *ADV, "--strategies", "random,class,typical", "--methods", "ft,sisa"]),
 ])
 def test_rerun_over_old_records_runs_nothing(tmp_path, folder, args):

@@ -1,5 +1,6 @@
 """A class an ID request leaves only a trace of in D_r counts as forgotten whole (GA's target, FF's rows,
-SCRUB's masked teacher and ascent stop, l1-sparse's class budget)."""
+SCRUB's masked teacher and ascent stop, the class budgets of l1-sparse, FT and NegGrad+, IU's class-wise
+step and retry, DAU's class-wise schedule)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,7 @@ import torch
 
 from unlearnkit.data.splits import TRACE_SHARE
 from unlearnkit.methods import create_method
-from unlearnkit.methods.base import method_params, params_as_run
+from unlearnkit.methods.base import METHODS, list_methods, method_params, params_as_run
 from unlearnkit.methods.ga import ABSENT_CLASS_SLACK, stopping_accuracy
 from unlearnkit.training.evaluate import predict_logits
 
@@ -111,15 +112,44 @@ def test_l1_sparse_runs_its_class_budget_on_a_class_left_as_a_trace(toy_trace_sp
     assert for_split(on, "gamma", toy_random_split) == on.gamma  # a random request has no trace class
 
 
-def test_class_only_knobs_are_keyed_on_id_requests_once_they_act_there():
-    for name in ("scrub", "l1-sparse"):
-        cls_only = type(create_method(name)).class_only
-        assert set(cls_only) <= set(method_params(create_method(name), class_wise=False))
+def test_ft_runs_its_class_rate_on_a_class_left_as_a_trace(toy_trace_split, toy_random_split):
+    from unlearnkit.methods.base import share_budget
+    on, off = create_method("ft"), create_method("ft", trace_as_absent=False)
+    lr = toy_trace_split.budget.lr
+    assert share_budget(on, toy_trace_split).lr == pytest.approx(lr * on.class_lr_share)
+    assert share_budget(off, toy_trace_split).lr == pytest.approx(lr * off.lr_share)
+    assert share_budget(on, toy_random_split).lr == pytest.approx(lr * on.lr_share)
+
+
+WITH_RULE = sorted(n for n in list_methods() if "trace_as_absent" in {f.name for f in dataclasses.fields(METHODS.get(n))})
+
+
+def test_every_method_with_a_class_wise_rule_reads_the_trace_rule():
+    """A method that acts on a class-wise split otherwise than on an ID request (a class_ knob, a
+    class-wise schedule or stopping rule) has the knob; RL and SalUn have no class-wise rule."""
+    assert WITH_RULE == ["dau", "dau-nobt", "ff", "ft", "ga", "iu", "l1-sparse", "neggrad+", "scrub"]
+    for name in WITH_RULE:
+        cls_only, method = getattr(METHODS.get(name), "class_only", ()), create_method(name)
+        as_before = getattr(type(method), "added_later", {})  # a field at its old value is never keyed
+        acting = {f for f in cls_only if not (f in as_before and getattr(method, f) == as_before[f])}
+        assert acting <= set(method_params(method, class_wise=False))  # they act on ID requests now
         assert not set(cls_only) & set(method_params(create_method(name, trace_as_absent=False), class_wise=False))
-    assert "class_lr_share" not in method_params(create_method("ft"), class_wise=False)  # no trace rule: as before
 
 
-@pytest.mark.parametrize("name", ["ga", "ff", "scrub", "l1-sparse"])
+@pytest.mark.parametrize("name", WITH_RULE)
+def test_the_trace_rule_changes_a_class_emptying_request_only(name, toy_original, toy_trace_split, toy_random_split):
+    """On an ID request that leaves a class a trace the knob changes the model; on a random request
+    (no class left as a trace) the model is bit for bit the one without it."""
+    def run(split, on):
+        return create_method(name, trace_as_absent=on).unlearn(toy_original, split, generator=torch.Generator().manual_seed(0))
+
+    def same(a, b):
+        return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not same(run(toy_trace_split, True), run(toy_trace_split, False))
+    assert same(run(toy_random_split, True), run(toy_random_split, False))
+
+
+@pytest.mark.parametrize("name", WITH_RULE)
 def test_records_from_before_the_knob_read_as_its_old_setting(name):
     assert method_params(create_method(name))["trace_as_absent"] is True
     assert "trace_as_absent" not in method_params(create_method(name, trace_as_absent=False))

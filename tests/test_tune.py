@@ -56,7 +56,7 @@ def test_tune_prints_the_table_and_the_best_value_and_skips_what_is_recorded(tmp
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "nope", "a=1"], "unknown method 'nope'"),
-    (["--method", "ft", "alpah=1,2"], "method 'ft' has no hyperparameter 'alpah'; valid: ['epoch_share', 'lr_share', 'class_lr_share']"),
+    (["--method", "ft", "alpah=1,2"], "method 'ft' has no hyperparameter 'alpah'; valid: ['epoch_share', 'lr_share', 'class_lr_share', 'trace_as_absent']"),
     (["--method", "ft", "lr_share=0.1,-1"], "ft.lr_share must be > 0, got -1"),
     (["--method", "ft", "lr_share=0.1,abc"], "ft.lr_share must be"),
     (["--method", "ft", "lr_share=0.1,"], "empty value"),

@@ -6,7 +6,9 @@ batch) + β · L_BT(z_f, z_v)`` (``papers/FACTS.md`` §1–2). ``L_adv`` is the 
 D_f, backpropagated through the prediction and the noise-sensitivity input; ``L_BT`` is Barlow Twins
 between encoder features of equal-sized D_f and D_v batches. Class-wise, one weight goes to 0 after
 ``class_zero_after`` steps (the paper's schedule: "unlearning the class is notably easier than
-retaining general performance"); by default α, since that is the forgetting pressure.
+retaining general performance"); by default α, since that is the forgetting pressure. With
+``trace_as_absent`` (ours) the schedule also runs on an ID request that leaves a class only a trace
+in D_r (ForgetSplit.trace_classes; the ``class`` damage strategy).
 ``class_zero_below`` < 1 keeps it on until the D_f batch's accuracy has fallen that far: it helped
 the tests' toy task and hurt W1 at 2,000 samples, where D_v holds the forgotten class too and α pulls
 D_f towards looking like it (docs/results.md, "Class-wise learning rates"), so it stays off.
@@ -35,7 +37,7 @@ from ..training.loop import check_finite, masked_step
 from ..utils.modules import fresh_copy, model_device
 from ..utils.seeding import seeded
 from ..utils.validation import check, positive
-from .base import SelectGrid, cycle_batches, register_method
+from .base import SelectGrid, acts_class_wise, cycle_batches, register_method
 
 FORMS = ("non-saturating", "minimax")
 CLASS_ZERO = ("alpha", "beta", "none")
@@ -76,6 +78,7 @@ class DAU:
 
     weaker: ClassVar[str] = "a smaller alpha, beta or lr_share"  # how to weaken it (the collapse guard's hint)
     select_grid: ClassVar[SelectGrid] = (("lr_share", (0.1, 0.2, 0.4)),)  # what `run --select` tries (base.py)
+    added_later: ClassVar[dict[str, bool]] = {"trace_as_absent": False}  # records before it keep their keys
 
     iterations: int = 100  # defender steps (one D_r batch and one D_f / D_v batch each)
     budget_cap: float = 0.3  # at most this share of the original training's steps (see schedule)
@@ -95,6 +98,7 @@ class DAU:
     bt_lambda: float = 5e-3  # Barlow Twins' off-diagonal weight λ
     copies: int = 10  # noise copies per sample for the sensitivity input
     eps: float = 1e-3  # scale of that noise
+    trace_as_absent: bool = True  # an ID request leaving a class only a trace in D_r runs the class-wise schedule
 
     def __post_init__(self) -> None:
         for f in ("iterations", "batch_size", "copies"):
@@ -159,8 +163,9 @@ class DAU:
                 for _ in range(pretrain_steps):
                     attacker_step(attacker, att_opt, *balanced_batch(im, iv, 2 * n, generator))
             switched = self.class_zero_below >= 1  # the paper's fixed schedule needs no measurement
+            class_wise = acts_class_wise(self, split)
             for it in range(iterations):
-                alpha, beta = self.weights(it, split.forget_class is not None, switched, zero_after)
+                alpha, beta = self.weights(it, class_wise, switched, zero_after)
                 (xf, yf), (xv, yv) = draw(split.forget, n, generator, device), draw(split.val, n, generator, device)
                 loss = torch.zeros((), device=device)
                 new.eval()

@@ -28,6 +28,8 @@ class FineTune:
     the original's): at 0.1 a model that fits its training set keeps most of the class (W1: UA 66;
     Jia et al.'s own FT row: 22.5), since D_r alone gives the class's logit almost no gradient.
     A memorising model (W2) needs the original's rate on random requests too: ``--select`` tries it.
+    With ``trace_as_absent`` (ours) the class-wise rate also runs on an ID request that leaves a class
+    only a trace in D_r (ForgetSplit.trace_classes; the ``class`` damage strategy).
     docs/results.md, "Class-wise learning rates" and "FT's random-request rate".
     """
 
@@ -36,10 +38,12 @@ class FineTune:
                                          ("epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
 
     class_only: ClassVar[tuple[str, ...]] = ("class_lr_share",)  # left out of other requests' keys (base.method_params)
+    added_later: ClassVar[dict[str, bool]] = {"trace_as_absent": False}  # records before it keep their keys
 
     epoch_share: float = 0.2
     lr_share: float = 0.3
     class_lr_share: float = 1.0  # lr_share when the split is class-wise
+    trace_as_absent: bool = True  # an ID request leaving a class only a trace in D_r runs as class-wise
 
     def __post_init__(self) -> None:
         check(positive(self.epoch_share), f"ft.epoch_share must be > 0, got {self.epoch_share}")

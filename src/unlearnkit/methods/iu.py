@@ -15,7 +15,7 @@ from ..training.per_sample import mean_flat_grad, stack_flat_grads, woodfisher_s
 from ..utils.modules import fresh_copy
 from ..utils.validation import check, positive
 from .backoff import RetainBackoff
-from .base import SelectGrid, for_split, register_method
+from .base import SelectGrid, acts_class_wise, for_split, register_method
 from .ga import stopping_accuracy
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ class InfluenceUnlearning(RetainBackoff):
     ``class_retry_damping`` (the 2k set's selected point), and the step that leaves D_f's accuracy
     lower is kept: a small model's default step, halved by the guard, keeps a quarter of the class,
     while on W2's validation side the retry point forgets less than the default. A step that forgets
-    is not retried (the model is bit for bit as before); the retry costs one more solve.
+    is not retried (the model is bit for bit as before); the retry costs one more solve. With
+    ``trace_as_absent`` (ours) the class-wise knobs and the retry also act on an ID request that
+    leaves a class only a trace in D_r (ForgetSplit.trace_classes; the ``class`` damage strategy).
     Retain guard (:class:`~unlearnkit.methods.backoff.RetainBackoff`, in neither paper): a step
     that costs more than ``retain_guard`` points of D_r accuracy is halved until it does not.
     docs/results.md, "Where the defaults come from".
@@ -54,7 +56,8 @@ class InfluenceUnlearning(RetainBackoff):
     class_only: ClassVar[tuple[str, ...]] = ("class_damping", "class_retry_alpha", "class_retry_damping")  # left out of other requests' keys (base.method_params)
     # knobs at the values that reproduce records made before them (base.method_params): damping served
     # both kinds of request; no retry (its damping is keyed only when it differs from the default)
-    added_later: ClassVar[dict[str, float]] = {"class_damping": 0.3, "class_retry_alpha": 0.0, "class_retry_damping": 3.0}
+    added_later: ClassVar[dict[str, float]] = {"class_damping": 0.3, "class_retry_alpha": 0.0, "class_retry_damping": 3.0,
+                                               "trace_as_absent": False}
 
     alpha: float = 9.0  # step length, × the Newton step (random requests)
     class_alpha: float = 3.0  # the same when the split is class-wise
@@ -63,6 +66,7 @@ class InfluenceUnlearning(RetainBackoff):
     class_retry_alpha: float = 6.0  # class-wise: the retry's step length, when the first step leaves D_f known (0 = no retry)
     class_retry_damping: float = 3.0  # class-wise: the retry's damping
     num_samples: int = 512  # D_r samples in the Fisher (their gradients are held as an N × P matrix)
+    trace_as_absent: bool = True  # an ID request leaving a class only a trace in D_r runs as class-wise
 
     def __post_init__(self) -> None:
         check(positive(self.alpha), f"iu.alpha must be > 0, got {self.alpha}")
@@ -80,7 +84,7 @@ class InfluenceUnlearning(RetainBackoff):
         forget_grad = mean_flat_grad(new, split.forget)
         grads = stack_flat_grads(new, split.retain.capped(self.num_samples, generator=generator))
         step = self._solve(split, grads, forget_grad, for_split(self, "alpha", split), for_split(self, "damping", split))
-        retry = (split.forget_class is not None and self.class_retry_alpha > 0
+        retry = (acts_class_wise(self, split) and self.class_retry_alpha > 0
                  and (self.class_alpha, self.class_damping) != (self.class_retry_alpha, self.class_retry_damping))
         if not retry:
             del grads  # an N × P matrix: not held through the back-off
@@ -91,7 +95,7 @@ class InfluenceUnlearning(RetainBackoff):
         if not retry:
             return new
         probe = split.forget.capped(self.guard_samples, generator=torch.Generator().manual_seed(generator.initial_seed() + 2))
-        target = stopping_accuracy(new, split)
+        target = stopping_accuracy(new, split, trace_as_absent=self.trace_as_absent)
         first = sample_accuracy(new, probe) / 100
         if first <= target:
             return new

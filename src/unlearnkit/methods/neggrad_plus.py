@@ -31,6 +31,8 @@ class NegGradPlus:
     is unbounded, and past that point it only pushes the model off D_r. With the stop, the class-wise
     run can be long enough to forget most of W2's memorised class (0.5 epochs) without collapsing
     W1's CNN, which fell to 11% without it (docs/results.md, "NegGrad+ class-wise: a bounded ascent").
+    With ``trace_as_absent`` (ours) the class-wise budget and stop also act on an ID request that
+    leaves a class only a trace in D_r (ForgetSplit.trace_classes; the ``class`` damage strategy).
     ``retain_weight`` is the value of Kurmanji et al.'s code; on W1's validation split smaller
     weights let the unbounded ascent term win class-wise. docs/results.md, "Where the defaults come from".
     """
@@ -41,7 +43,8 @@ class NegGradPlus:
                                          ("class_epoch_share", (0.2, 0.5)))  # what `run --select` tries (base.py)
 
     class_only: ClassVar[tuple[str, ...]] = ("class_lr_share", "class_epoch_share", "class_ascent_stop")  # left out of other requests' keys (base.method_params)
-    added_later: ClassVar[dict[str, Any]] = {"class_epoch_share": None, "class_ascent_stop": False}  # records before them keep their keys
+    added_later: ClassVar[dict[str, Any]] = {"class_epoch_share": None, "class_ascent_stop": False,
+                                             "trace_as_absent": False}  # records before them keep their keys
 
     retain_weight: float = 0.999  # weight of CE(D_r); the ascent term gets 1 − this
     epoch_share: float = 0.2  # epochs over D_r, × the original epochs
@@ -49,6 +52,7 @@ class NegGradPlus:
     class_lr_share: float = 0.3  # the same when the split is class-wise
     class_epoch_share: float | None = 0.5  # epoch_share when the split is class-wise (None: epoch_share)
     class_ascent_stop: bool = True  # class-wise: no ascent on a D_f batch already at GA's stopping accuracy
+    trace_as_absent: bool = True  # an ID request leaving a class only a trace in D_r runs as class-wise
 
     def __post_init__(self) -> None:
         check(0 < self.retain_weight < 1, f"neggrad+.retain_weight must lie in (0, 1), got {self.retain_weight}")
@@ -63,7 +67,7 @@ class NegGradPlus:
         b = split.budget
         forget_batches = cycle_batches(split.forget, b.batch_size, generator, model_device(new))
         w = self.retain_weight
-        stop = ascent_stop_accuracy(model, split, self.class_ascent_stop)
+        stop = ascent_stop_accuracy(model, split, self.class_ascent_stop, trace_as_absent=self.trace_as_absent)
 
         def loss_fn(m: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             xf, yf = next(forget_batches)
