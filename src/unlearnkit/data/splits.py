@@ -103,8 +103,8 @@ class ForgetSplit:
 
         The request-level checks refuse to empty a class an ID request does not name, so the
         ``class`` damage strategy leaves one sample of its class; a retrain on D_r cannot learn
-        that class from it (the gold standard's UA on such requests is 100 on W1), so GA's
-        stopping target and FF's head rows treat these classes as forgotten whole."""
+        that class from it (the gold standard's UA on such requests is 100 on W1), so every method
+        with a class-wise rule treats these classes as forgotten whole (:meth:`forgotten_classes`)."""
         kept = torch.bincount(self.retain.labels, minlength=self.num_classes)
         taken = torch.bincount(self.forget.labels, minlength=self.num_classes)
         trace = (taken > 0) & ((kept <= 1) | (kept < TRACE_SHARE * (kept + taken)))
@@ -113,7 +113,8 @@ class ForgetSplit:
     def forgotten_classes(self, trace_as_absent: bool) -> list[int]:
         """The classes a method forgets whole on this split: the class a class-wise request names,
         and with ``trace_as_absent`` each class an ID request leaves only a trace of
-        (:meth:`trace_classes`). The one home of that choice (GA, FF, SCRUB, l1-sparse)."""
+        (:meth:`trace_classes`). The one home of that choice for every method with a class-wise rule
+        (their ``trace_as_absent``; base.acts_class_wise)."""
         if trace_as_absent:
             return self.trace_classes()
         return [self.forget_class] if self.forget_class is not None else []
