@@ -220,3 +220,23 @@ def test_damage_and_heal_tables_keep_a_methods_settings_apart():
     heal = heal_report([healed(r) for r in old + new])
     assert "| iu (retain_guard=None) | 89.00 ± 0.00 | 10.00 ± 0.00 |" in heal
     assert "| iu (retain_guard=5.0) | 89.00 ± 0.00 | 88.00 ± 0.00 |" in heal
+
+
+def test_damage_and_heal_tables_name_the_commits_their_rows_ran_at():
+    """A folder added to after the code changed (Gold Standard rows reused, methods rerun) says which
+    rows ran at which commit, as the run table does; one commit adds no line."""
+    from unlearnkit.report.adversarial import damage_report, heal_report
+
+    def at(r, sha):
+        return {**r, "code_version": f"0.1.0+g{sha}"}
+    base = [at(rec(s, "class", row, 89.0), "adfbdaf0000") for s in (0, 1) for row in ("original", "retrain")]
+    ga = [at(rec(s, "class", "ga", 88.0), "5ed8ac60000") for s in (0, 1)]
+    assert "Rows ran at different code versions — `adfbdaf`: Original, Gold Standard (retrain); `5ed8ac6`: GA." \
+        in damage_report(base + ga)
+    assert "different code versions" not in damage_report(base)
+
+    def healed(r):
+        return {**r, "method": r["row"], "variant": None, "variant_settings": None, "n_forget": 10, "ta_gold": 89.0,
+                "vs_gold": 0.0, "time_vs_retrain": None, "index_seconds": None}
+    heal = heal_report([healed(r) for r in base + ga if r["row"] != "original"])
+    assert "Rows ran at different code versions — `adfbdaf`: Gold Standard (retrain); `5ed8ac6`: GA." in heal

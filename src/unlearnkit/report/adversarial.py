@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from ..metrics.stats import mean_ci
 from .figures import pyplot, save_figure
-from .table import display_name, distinguish_variants, fmt
+from .table import display_name, distinguish_variants, fmt, versions_note
 
 GOLD = "Gold Standard (retrain)"
 
@@ -165,6 +165,8 @@ def damage_report(records: list[dict[str, Any]], *, plot: Path | None = None) ->
                + (" " + ", ".join(_label(r) for r in started) + " unlearns from an ensemble of its own, trained on the same "
                   "data (its TA before deletion is in the TA table): its damage is measured from that ensemble, and its "
                   "excess damage includes what the ensemble costs against one model." if started else ""))
+    if note := versions_note(ok, "row", _label):
+        out.append(note)
     if plot is not None:
         out.append(f"\n![TA against budget]({plot.name})\n")
     elif pyplot() is None:
@@ -255,6 +257,8 @@ def heal_report(records: list[dict[str, Any]]) -> str:
     out.append(f"\nMean ± 95% CI (Student t) over seeds {seeds} (the time ratio over methods and seeds). The Gold Standard "
                "is retraining from scratch without the requested data; 'after unlearning' is the method's model before "
                "healing. An index is built once per seed and similarity, and shared by the variants that use it.\n")
+    if note := versions_note(ok, "method", _label):
+        out.append(note)
     return "\n".join(out)
 
 

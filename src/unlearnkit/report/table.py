@@ -5,7 +5,7 @@ import json
 import logging
 import textwrap
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..metrics.audit import HEADLINE, audit_version
 from ..metrics.stats import mean_ci
@@ -63,11 +63,11 @@ def fmt(values: list[float], digits: int = 2) -> str:
     return f"{m:.{digits}f}" if ci != ci else f"{m:.{digits}f} ± {ci:.{digits}f}"
 
 
-def _ordered_rows(records: list[dict[str, Any]]) -> list[str]:
+def _ordered_rows(records: list[dict[str, Any]], field: str = "row") -> list[str]:
     first = {"original": 0, "retrain": 1, "retrain (2nd seed)": 2}
     seen: dict[str, int] = {}
     for r in records:
-        seen.setdefault(r["row"], len(seen))
+        seen.setdefault(r[field], len(seen))
     return sorted(seen, key=lambda label: (first.get(label, 3), seen[label]))
 
 
@@ -117,15 +117,17 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
         + versions_note(records) + selection_notes(records)
 
 
-def versions_note(records: list[dict[str, Any]]) -> str:
+def versions_note(records: list[dict[str, Any]], field: str = "row",
+                  name: Callable[[str], str] = display_name) -> str:
     """A line naming which rows ran at which commit, when one table's rows ran at more than one
-    (a folder added to after the code changed); nothing when they all ran at one."""
+    (a folder added to after the code changed); nothing when they all ran at one. ``field`` holds a
+    record's row (``method`` in healing records), ``name`` prints it."""
     commits: dict[str, set[str]] = defaultdict(set)
     for r in records:
-        commits[r["row"]].add(_commit(r.get("code_version")))
+        commits[r[field]].add(_commit(r.get("code_version")))
     rows: dict[str, list[str]] = defaultdict(list)
-    for label in _ordered_rows(records):
-        rows[", ".join(sorted(commits[label]))].append(display_name(label))
+    for label in _ordered_rows(records, field):
+        rows[", ".join(sorted(commits[label]))].append(name(label))
     if len(rows) < 2:
         return ""
     parts = [f"`{v}`: {', '.join(labels)}" for v, labels in rows.items()]
