@@ -39,8 +39,7 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit, *, trace_as_absent: 
     (:meth:`ForgetSplit.trace_classes`) counts as lacking too."""
     kept = torch.zeros(split.num_classes, dtype=torch.bool)
     kept[torch.unique(split.retain.labels)] = True
-    if trace_as_absent:
-        kept[split.trace_classes()] = False
+    kept[split.forgotten_classes(trace_as_absent)] = False  # a named class is absent from D_r anyway
     per_class = torch.full((split.num_classes,), ABSENT_CLASS_SLACK)
     forget_classes = torch.unique(split.forget.labels).tolist()
     if any(kept[c] for c in forget_classes):  # D_v is read only where a forget class is still held
@@ -55,7 +54,7 @@ def stopping_accuracy(model: nn.Module, split: ForgetSplit, *, trace_as_absent: 
 
 
 def ascent_stop_accuracy(model: nn.Module, split: ForgetSplit, on: bool, *,
-                         trace_as_absent: bool = False) -> float | None:
+                         trace_as_absent: bool) -> float | None:
     """The accuracy below which a class-wise ascent (SCRUB's, NegGrad+'s ``class_ascent_stop``) leaves
     a D_f batch alone: :func:`stopping_accuracy` when ``on`` and ``split`` has a class to forget whole
     (class-wise, or with ``trace_as_absent`` an ID request leaving a class a trace), else None."""
